@@ -1,0 +1,1 @@
+"""The HTTP API (SPEC §7): thin handlers over labhooks.services."""

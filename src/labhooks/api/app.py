@@ -1,0 +1,71 @@
+"""`create_app(settings)`: the ASGI application, API and operations routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from starlette.responses import JSONResponse
+
+from labhooks import __version__
+from labhooks.api import problems
+from labhooks.api.deps import AppState, State
+from labhooks.api.limits import BodySizeLimit
+from labhooks.api.routers import devices, organizations, subscriptions, target_urls, users
+from labhooks.security import SecretBox
+from labhooks.services.subscriptions import SubscriptionService
+from labhooks.settings import Settings
+from labhooks.storage.database import Database
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    box = SecretBox(settings.resolved_secret_key())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.database_url)
+        app.state.labhooks = AppState(
+            settings=settings, database=database, box=box, subscriptions=SubscriptionService(box)
+        )
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="labhooks",
+        version=__version__,
+        description="Webhook subscriptions and delivery for laboratory devices.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
+    for module in (organizations, users, target_urls, devices, subscriptions):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(_operations())
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _operations() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=None)
+    async def readyz(state: State) -> dict[str, str] | JSONResponse:
+        """The database answers."""
+        try:
+            await state.database.ping()
+        except Exception as exc:  # any driver error means "not ready", and says which
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return {"status": "ok"}
+
+    return router

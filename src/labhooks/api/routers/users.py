@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, page_out
+from labhooks.domain.people import TokenScope
+from labhooks.services import tokens, users
+from labhooks.services.tokens import TokenCreate
+from labhooks.services.users import UserCreate, UserUpdate
+
+router = APIRouter(tags=["users"])
+
+
+class UserPublic(BaseModel):
+    id: str
+    organization_id: str | None
+    email: str
+    name: str
+    role: str | None
+    is_server_admin: bool
+    created_at: datetime
+
+
+class TokenPublic(BaseModel):
+    id: str
+    token: str
+    scope: TokenScope
+    user_id: str
+
+
+@router.get("/users", response_model=PageOut[UserPublic])
+async def list_users(
+    db: DbSession, actor: CurrentActor, paging: Paging, organization_id: str | None = None
+) -> object:
+    return page_out(await users.list_users(db, actor, paging, organization_id), UserPublic)
+
+
+@router.post("/users", status_code=201, response_model=UserPublic)
+async def create_user(db: DbSession, actor: CurrentActor, body: UserCreate) -> object:
+    return await users.create_user(db, actor, body)
+
+
+@router.get("/users/{user_id}", response_model=UserPublic)
+async def get_user(db: DbSession, actor: CurrentActor, user_id: str) -> object:
+    return await users.load_user(db, actor, user_id)
+
+
+@router.patch("/users/{user_id}", response_model=UserPublic)
+async def update_user(db: DbSession, actor: CurrentActor, user_id: str, body: UserUpdate) -> object:
+    return await users.update_user(db, actor, user_id, body)
+
+
+@router.delete("/users/{user_id}", status_code=204)
+async def delete_user(db: DbSession, actor: CurrentActor, user_id: str) -> Response:
+    await users.delete_user(db, actor, user_id)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserPublic)
+async def me(db: DbSession, actor: CurrentActor) -> object:
+    return await users.load_user(db, actor, actor.user_id)
+
+
+@router.post("/tokens", status_code=201, response_model=TokenPublic)
+async def create_token(db: DbSession, body: TokenCreate) -> object:
+    """Exchange an e-mail and password for an API token. The token is shown only in this answer."""
+    token, plaintext = await tokens.issue_token(db, body)
+    return TokenPublic(id=token.id, token=plaintext, scope=body.scope, user_id=token.user_id)

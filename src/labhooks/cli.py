@@ -1,0 +1,130 @@
+"""The `labhooks` command: one program, several roles (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from labhooks.domain.errors import LabhooksError
+from labhooks.domain.people import TokenScope
+from labhooks.services.tokens import check_password, create_token
+from labhooks.services.users import create_server_admin
+from labhooks.settings import Settings
+from labhooks.storage import migrate as migrations
+from labhooks.storage.database import Database, UnsupportedDatabase
+
+app = typer.Typer(
+    help="labhooks: webhook subscriptions and delivery for laboratory devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+T = TypeVar("T")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"labhooks: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "LABHOOKS_" + str(error["loc"][0]).upper()
+        raise _fail(f"{name}: {error['msg']}") from None
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Runs `work` on a fresh Database, turning what can go wrong into one line and exit 1."""
+
+    async def run() -> T:
+        database = Database(settings.database_url)
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except UnsupportedDatabase as exc:
+        raise _fail(str(exc)) from None
+    except LabhooksError as exc:
+        raise _fail(exc.detail) from None
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise _fail(f"cannot use the database {settings.database_url}: {reason}") from None
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    revision = _with_database(settings, _upgrade)
+    typer.echo(f"database at revision {revision}")
+
+
+async def _upgrade(database: Database) -> str | None:
+    await migrations.upgrade(database)
+    return await migrations.current_revision(database)
+
+
+@app.command()
+def bootstrap(
+    email: Annotated[str, typer.Option(help="E-mail of the server administrator")],
+    password: Annotated[str, typer.Option(help="At least 8 characters")],
+) -> None:
+    """Create the first server administrator (if there is none) and print an API token for it.
+
+    Run again with the same credentials, it prints a new token; the token is the last line.
+    """
+    settings = _settings()
+
+    async def work(database: Database) -> tuple[bool, str]:
+        await migrations.upgrade(database)
+        async with database.session() as db:
+            created = await create_server_admin(db, email, password) is not None
+            user = await check_password(db, email, password)
+            if not user.is_server_admin:
+                raise LabhooksError(f"{email} is not a server administrator")
+            _, token = await create_token(db, user, TokenScope.FULL, "bootstrap")
+            return created, token
+
+    created, token = _with_database(settings, work)
+    typer.echo(
+        f"created server administrator {email}" if created else f"{email} exists already",
+        err=False,
+    )
+    typer.echo(token)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    migrate: Annotated[bool, typer.Option(help="Migrate the database first")] = True,
+) -> None:
+    """Run the API (and web UI) on an embedded SQLite file unless LABHOOKS_DATABASE_URL says
+    otherwise."""
+    import uvicorn
+
+    from labhooks.api.app import create_app
+
+    settings = _settings()
+    if migrate:
+        _with_database(settings, _upgrade)
+    typer.echo(f"labhooks on http://{host}:{port} (API docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

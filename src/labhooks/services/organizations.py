@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labhooks.domain.errors import Conflict, NotFound
+from labhooks.domain.people import Actor
+from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.storage.models import Organization
+
+Name = Field(min_length=1, max_length=200)
+
+
+class OrganizationCreate(BaseModel):
+    name: str = Name
+    webhooks_enabled: bool = False
+
+
+class OrganizationUpdate(BaseModel):
+    name: str | None = Name
+    webhooks_enabled: bool | None = None
+
+
+async def list_organizations(
+    db: AsyncSession, actor: Actor, page: PageRequest
+) -> Page[Organization]:
+    actor.require_server_admin()
+    return await fetch_page(db, select(Organization), Organization.id, page)
+
+
+async def load_organization(db: AsyncSession, organization_id: str) -> Organization:
+    organization = await db.get(Organization, organization_id)
+    if organization is None:
+        raise NotFound("Organisation")
+    return organization
+
+
+async def get_organization(db: AsyncSession, actor: Actor, organization_id: str) -> Organization:
+    """Server administrators see every organisation; its own people see their own."""
+    if not actor.is_server_admin and actor.organization_id != organization_id:
+        raise NotFound("Organisation")
+    return await load_organization(db, organization_id)
+
+
+async def _ensure_name_free(db: AsyncSession, name: str) -> None:
+    if await db.scalar(select(Organization.id).where(Organization.name == name)):
+        raise Conflict(f"An organisation named {name!r} exists already", field="name")
+
+
+async def create_organization(
+    db: AsyncSession, actor: Actor, data: OrganizationCreate
+) -> Organization:
+    actor.require_server_admin()
+    name = data.name.strip()
+    await _ensure_name_free(db, name)
+    organization = Organization(name=name, webhooks_enabled=data.webhooks_enabled)
+    db.add(organization)
+    await db.commit()
+    return organization
+
+
+async def update_organization(
+    db: AsyncSession, actor: Actor, organization_id: str, data: OrganizationUpdate
+) -> Organization:
+    actor.require_server_admin()
+    organization = await load_organization(db, organization_id)
+    if data.name is not None and data.name.strip() != organization.name:
+        await _ensure_name_free(db, data.name.strip())
+        organization.name = data.name.strip()
+    if data.webhooks_enabled is not None:
+        organization.webhooks_enabled = data.webhooks_enabled
+    await db.commit()
+    return organization

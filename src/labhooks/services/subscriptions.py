@@ -1,0 +1,347 @@
+"""Webhook subscriptions: every rule of SPEC §2 applied on create, replace, update and toggle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound, WebhooksDisabled
+from labhooks.domain.headers import validate_headers
+from labhooks.domain.people import Actor
+from labhooks.domain.targets import first_match
+from labhooks.security import SecretBox, new_signing_secret
+from labhooks.services.devices import accessible_channels
+from labhooks.services.organizations import load_organization
+from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.services.target_urls import parse_field, registered_urls
+from labhooks.services.tokens import actor_for
+from labhooks.storage.models import (
+    Channel,
+    SubscriptionHeader,
+    SubscriptionSelection,
+    User,
+    WebhookSubscription,
+    utcnow,
+)
+
+PREVIOUS_SECRET_GRACE = timedelta(hours=24)
+
+
+class HeaderIn(BaseModel):
+    key: str = Field(max_length=200)
+    value: str | None = Field(
+        None,
+        max_length=16 * 1024,
+        description="On update, leave out to keep the stored value of the header with this key",
+    )
+
+
+class ChannelSelectionIn(BaseModel):
+    channel_id: str = Field(max_length=40)
+    events: list[str] = Field(min_length=1, max_length=50)
+
+
+class SubscriptionCreate(BaseModel):
+    """Also the body of PUT, which replaces every field (left-out fields take these defaults)."""
+
+    target_url: str = Field(max_length=4096)
+    headers: list[HeaderIn] = Field(default_factory=list, max_length=100)
+    channels: list[ChannelSelectionIn] = Field(min_length=1, max_length=1000)
+    active: bool = True
+    description: str | None = Field(None, max_length=2000)
+    ordered: bool = False
+    rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+
+
+class SubscriptionUpdate(BaseModel):
+    """PATCH: only the fields given change."""
+
+    target_url: str | None = Field(None, max_length=4096)
+    headers: list[HeaderIn] | None = Field(None, max_length=100)
+    channels: list[ChannelSelectionIn] | None = Field(None, min_length=1, max_length=1000)
+    active: bool | None = None
+    description: str | None = Field(None, max_length=2000)
+    ordered: bool | None = None
+    rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    target_url: str | None
+    headers: list[tuple[str, str]] | None  # (name, encrypted value)
+    selections: list[tuple[str, str]] | None  # (channel_id, event_type)
+
+
+class SubscriptionService:
+    """Bound to the SecretBox that encrypts header values and signing secrets at rest."""
+
+    def __init__(self, box: SecretBox) -> None:
+        self.box = box
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _query() -> Select[tuple[WebhookSubscription]]:
+        return select(WebhookSubscription).options(
+            selectinload(WebhookSubscription.headers),
+            selectinload(WebhookSubscription.selections)
+            .selectinload(SubscriptionSelection.channel)
+            .selectinload(Channel.device),
+        )
+
+    @staticmethod
+    def _visible_to(actor: Actor) -> Select[tuple[WebhookSubscription]]:
+        statement = SubscriptionService._query().where(
+            WebhookSubscription.organization_id == actor.require_organization(),
+            WebhookSubscription.deleted_at.is_(None),
+        )
+        if not actor.is_org_admin:
+            statement = statement.where(WebhookSubscription.owner_id == actor.user_id)
+        return statement
+
+    async def list_for(
+        self, db: AsyncSession, actor: Actor, page: PageRequest
+    ) -> Page[WebhookSubscription]:
+        return await fetch_page(db, self._visible_to(actor), WebhookSubscription.id, page)
+
+    async def get(
+        self, db: AsyncSession, actor: Actor, subscription_id: str
+    ) -> WebhookSubscription:
+        subscription = await db.scalar(
+            self._visible_to(actor)
+            .where(WebhookSubscription.id == subscription_id)
+            .execution_options(populate_existing=True)
+        )
+        if subscription is None:
+            raise NotFound("Webhook subscription")
+        return subscription
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def create(
+        self, db: AsyncSession, actor: Actor, data: SubscriptionCreate
+    ) -> WebhookSubscription:
+        organization_id = actor.require_organization()
+        await self._require_webhooks_enabled(db, organization_id)
+        checked = await self._check(
+            db, actor, actor, data.target_url, data.headers, data.channels, {}
+        )
+        subscription = WebhookSubscription(
+            organization_id=organization_id,
+            owner_id=actor.user_id,
+            active=data.active,
+            description=data.description,
+            ordered=data.ordered,
+            rate_limit_per_s=data.rate_limit_per_s,
+            secret_encrypted=self.box.encrypt(new_signing_secret()),
+        )
+        self._apply(subscription, checked)
+        db.add(subscription)
+        await db.commit()
+        return await self.get(db, actor, subscription.id)
+
+    async def replace(
+        self, db: AsyncSession, actor: Actor, subscription_id: str, data: SubscriptionCreate
+    ) -> WebhookSubscription:
+        return await self.update(
+            db, actor, subscription_id, SubscriptionUpdate.model_validate(data.model_dump())
+        )
+
+    async def update(
+        self, db: AsyncSession, actor: Actor, subscription_id: str, data: SubscriptionUpdate
+    ) -> WebhookSubscription:
+        subscription = await self.get(db, actor, subscription_id)
+        owner = await self._owner(db, subscription)
+        stored = {h.name.lower(): h.value_encrypted for h in subscription.headers}
+        checked = await self._check(
+            db, actor, owner, data.target_url, data.headers, data.channels, stored
+        )
+        fields = data.model_fields_set
+        if data.active and not subscription.active:
+            await self._require_webhooks_enabled(db, subscription.organization_id)
+            subscription.disabled_reason = None
+        if data.active is not None:
+            subscription.active = data.active
+        if "description" in fields:
+            subscription.description = data.description
+        if data.ordered is not None:
+            subscription.ordered = data.ordered
+        if "rate_limit_per_s" in fields:
+            subscription.rate_limit_per_s = data.rate_limit_per_s
+        self._apply(subscription, checked)
+        subscription.updated_at = utcnow()
+        await db.commit()
+        return await self.get(db, actor, subscription_id)
+
+    async def set_active(
+        self, db: AsyncSession, actor: Actor, subscription_id: str, active: bool
+    ) -> WebhookSubscription:
+        subscription = await self.get(db, actor, subscription_id)
+        if active and not subscription.active:
+            await self._require_webhooks_enabled(db, subscription.organization_id)
+            registered = await registered_urls(db, subscription.organization_id)
+            if first_match(registered, parse_field(subscription.target_url, "target_url")) is None:
+                raise Conflict(
+                    f"{subscription.target_url} is no longer a registered target URL; "
+                    "change the target URL or ask an organisation administrator to register it.",
+                    field="target_url",
+                )
+            subscription.disabled_reason = None
+        subscription.active = active
+        subscription.updated_at = utcnow()
+        await db.commit()
+        return await self.get(db, actor, subscription_id)
+
+    async def delete(self, db: AsyncSession, actor: Actor, subscription_id: str) -> None:
+        """Soft delete: the delivery history stays readable; nothing more is sent."""
+        subscription = await self.get(db, actor, subscription_id)
+        subscription.deleted_at = utcnow()
+        subscription.active = False
+        await db.commit()
+
+    async def reveal_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:
+        subscription = await self.get(db, actor, subscription_id)
+        return self.box.decrypt(subscription.secret_encrypted)
+
+    async def rotate_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:
+        """A new secret; the old one keeps signing alongside it for 24 hours."""
+        subscription = await self.get(db, actor, subscription_id)
+        secret = new_signing_secret()
+        subscription.previous_secret_encrypted = subscription.secret_encrypted
+        subscription.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_GRACE
+        subscription.secret_encrypted = self.box.encrypt(secret)
+        await db.commit()
+        return secret
+
+    def header_value(self, header: SubscriptionHeader) -> str:
+        return self.box.decrypt(header.value_encrypted)
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _require_webhooks_enabled(db: AsyncSession, organization_id: str) -> None:
+        organization = await load_organization(db, organization_id)
+        if not organization.webhooks_enabled:
+            raise WebhooksDisabled(organization.name)
+
+    @staticmethod
+    async def _owner(db: AsyncSession, subscription: WebhookSubscription) -> Actor:
+        owner = await db.get(User, subscription.owner_id) if subscription.owner_id else None
+        if owner is None:
+            raise NotFound("Webhook subscription")
+        return actor_for(owner)
+
+    async def _check(
+        self,
+        db: AsyncSession,
+        actor: Actor,
+        owner: Actor,
+        target_url: str | None,
+        headers: list[HeaderIn] | None,
+        channels: list[ChannelSelectionIn] | None,
+        stored_headers: dict[str, str],
+    ) -> _Checked:
+        """Every field error at once, so a form can show them all; nothing is written here."""
+        errors: list[FieldError] = []
+        url = None
+        if target_url is not None:
+            try:
+                url = await self._check_target(db, owner, target_url)
+            except InvalidInput as exc:
+                errors += exc.errors
+        resolved_headers = None
+        if headers is not None:
+            resolved_headers = self._resolve_headers(headers, stored_headers, errors)
+        selections = None
+        if channels is not None:
+            selections = await self._check_channels(db, owner, actor, channels, errors)
+        if errors:
+            raise InvalidInput(errors)
+        return _Checked(url, resolved_headers, selections)
+
+    @staticmethod
+    async def _check_target(db: AsyncSession, owner: Actor, raw: str) -> str:
+        target = parse_field(raw, "target_url")
+        organization_id = owner.require_organization()
+        if first_match(await registered_urls(db, organization_id), target) is None:
+            raise InvalidInput.single(
+                "target_url",
+                f"{target} is not registered for your organisation; an organisation "
+                "administrator registers target URLs (exactly, or as a prefix ending in '/')",
+            )
+        return str(target)
+
+    def _resolve_headers(
+        self, headers: list[HeaderIn], stored: dict[str, str], errors: list[FieldError]
+    ) -> list[tuple[str, str]]:
+        plain: list[tuple[str, str]] = []
+        for index, header in enumerate(headers):
+            key = header.key.strip()
+            if header.value is not None:
+                plain.append((key, header.value.strip()))
+            elif key.lower() in stored:
+                plain.append((key, self.box.decrypt(stored[key.lower()])))
+            else:
+                errors.append(
+                    FieldError(f"headers.{index}.value", "enter a value for this new header")
+                )
+                plain.append((key, "-"))
+        errors += validate_headers(plain)
+        return [(name, self.box.encrypt(value)) for name, value in plain]
+
+    @staticmethod
+    async def _check_channels(
+        db: AsyncSession,
+        owner: Actor,
+        actor: Actor,
+        channels: list[ChannelSelectionIn],
+        errors: list[FieldError],
+    ) -> list[tuple[str, str]]:
+        wanted = {selection.channel_id for selection in channels}
+        found = await db.scalars(accessible_channels(owner).where(Channel.id.in_(wanted)))
+        by_id = {channel.id: channel for channel in found}
+        who = "you" if owner.user_id == actor.user_id else "the subscription's owner"
+        pairs: dict[tuple[str, str], None] = {}
+        for i, selection in enumerate(channels):
+            channel = by_id.get(selection.channel_id)
+            if channel is None:
+                errors.append(
+                    FieldError(
+                        f"channels.{i}.channel_id", f"no channel with this id that {who} can access"
+                    )
+                )
+                continue
+            for j, event_type in enumerate(selection.events):
+                if event_type not in channel.trigger_events:
+                    offered = ", ".join(channel.trigger_events) or "no events"
+                    errors.append(
+                        FieldError(
+                            f"channels.{i}.events.{j}",
+                            f"channel {channel.name!r} does not offer {event_type!r}; "
+                            f"it offers {offered}",
+                        )
+                    )
+                else:
+                    pairs[(channel.id, event_type)] = None
+        return list(pairs)
+
+    @staticmethod
+    def _apply(subscription: WebhookSubscription, checked: _Checked) -> None:
+        if checked.target_url is not None:
+            subscription.target_url = checked.target_url
+        if checked.headers is not None:
+            subscription.headers = [
+                SubscriptionHeader(position=i, name=name, value_encrypted=value)
+                for i, (name, value) in enumerate(checked.headers)
+            ]
+        if checked.selections is not None:
+            existing = {(s.channel_id, s.event_type): s for s in subscription.selections}
+            subscription.selections = [
+                existing.get(pair) or SubscriptionSelection(channel_id=pair[0], event_type=pair[1])
+                for pair in checked.selections
+            ]

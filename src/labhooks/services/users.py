@@ -1,0 +1,157 @@
+"""Users and server administrators."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labhooks.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from labhooks.domain.people import Actor, Role
+from labhooks.security import hash_password
+from labhooks.services.organizations import load_organization
+from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.storage.models import User, WebhookSubscription, utcnow
+
+MIN_PASSWORD_LENGTH = 8
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _normalise_email(value: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.fullmatch(value):
+        raise ValueError("is not an e-mail address")
+    return value
+
+
+class UserCreate(BaseModel):
+    email: str = Field(max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1000)
+    role: Role = Role.MEMBER
+    organization_id: str | None = None
+
+    _email = field_validator("email")(_normalise_email)
+
+
+class UserUpdate(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    password: str | None = Field(None, min_length=MIN_PASSWORD_LENGTH, max_length=1000)
+    role: Role | None = None
+
+
+def _visible(actor: Actor, user: User) -> bool:
+    if actor.is_server_admin:
+        return True
+    if actor.is_org_admin:
+        return user.organization_id == actor.organization_id
+    return user.id == actor.user_id
+
+
+async def load_user(db: AsyncSession, actor: Actor, user_id: str) -> User:
+    user = await db.get(User, user_id)
+    if user is None or not _visible(actor, user):
+        raise NotFound("User")
+    return user
+
+
+async def list_users(
+    db: AsyncSession, actor: Actor, page: PageRequest, organization_id: str | None = None
+) -> Page[User]:
+    statement = select(User)
+    if actor.is_server_admin:
+        if organization_id:
+            statement = statement.where(User.organization_id == organization_id)
+    else:
+        statement = statement.where(User.organization_id == actor.require_org_admin())
+    return await fetch_page(db, statement, User.id, page)
+
+
+async def _ensure_email_free(db: AsyncSession, email: str) -> None:
+    if await db.scalar(select(User.id).where(User.email == email)):
+        raise Conflict(f"A user with e-mail {email} exists already", field="email")
+
+
+async def create_user(db: AsyncSession, actor: Actor, data: UserCreate) -> User:
+    if actor.is_server_admin:
+        if not data.organization_id:
+            raise InvalidInput.single(
+                "organization_id", "name the organisation the user belongs to"
+            )
+        try:
+            await load_organization(db, data.organization_id)
+        except NotFound:
+            raise InvalidInput.single("organization_id", "no such organisation") from None
+        organization_id = data.organization_id
+    else:
+        organization_id = actor.require_org_admin()
+        if data.organization_id not in (None, organization_id):
+            raise PermissionDenied("You can create users only in your own organisation.")
+    await _ensure_email_free(db, data.email)
+    user = User(
+        organization_id=organization_id,
+        email=data.email,
+        name=data.name.strip(),
+        password_hash=await asyncio.to_thread(hash_password, data.password),
+        role=data.role.value,
+    )
+    db.add(user)
+    await db.commit()
+    return user
+
+
+async def update_user(db: AsyncSession, actor: Actor, user_id: str, data: UserUpdate) -> User:
+    user = await load_user(db, actor, user_id)
+    may_administer = actor.is_server_admin or actor.is_org_admin
+    if data.role is not None and data.role.value != user.role:
+        if not may_administer or user.is_server_admin:
+            raise PermissionDenied("Only an organisation administrator may change roles.")
+        user.role = data.role.value
+    if data.name is not None:
+        user.name = data.name.strip()
+    if data.password is not None:
+        user.password_hash = await asyncio.to_thread(hash_password, data.password)
+    await db.commit()
+    return user
+
+
+async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:
+    """Removes the user, its tokens and channel access; its subscriptions are deleted too."""
+    user = await load_user(db, actor, user_id)
+    if not (actor.is_server_admin or actor.is_org_admin):
+        raise PermissionDenied("Only an organisation administrator may delete users.")
+    if user.id == actor.user_id:
+        raise Conflict("You cannot delete your own account.")
+    await db.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.owner_id == user.id, WebhookSubscription.deleted_at.is_(None))
+        .values(deleted_at=utcnow(), active=False)
+    )
+    await db.execute(delete(User).where(User.id == user.id))
+    await db.commit()
+
+
+async def create_server_admin(db: AsyncSession, email: str, password: str) -> User | None:
+    """The first server administrator, or None when one exists already."""
+    if await db.scalar(select(User.id).where(User.is_server_admin.is_(True)).limit(1)):
+        return None
+    email = _normalise_email(email)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput.single(
+            "password", f"must be at least {MIN_PASSWORD_LENGTH} characters long"
+        )
+    await _ensure_email_free(db, email)
+    user = User(
+        organization_id=None,
+        email=email,
+        name="Server administrator",
+        password_hash=await asyncio.to_thread(hash_password, password),
+        role=None,
+        is_server_admin=True,
+    )
+    db.add(user)
+    await db.commit()
+    return user
