@@ -9,16 +9,14 @@ from labhooks.domain.people import Actor
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.models import Organization
 
-Name = Field(min_length=1, max_length=200)
-
 
 class OrganizationCreate(BaseModel):
-    name: str = Name
+    name: str = Field(min_length=1, max_length=200)
     webhooks_enabled: bool = False
 
 
 class OrganizationUpdate(BaseModel):
-    name: str | None = Name
+    name: str | None = Field(None, min_length=1, max_length=200)
     webhooks_enabled: bool | None = None
 
 

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from labhooks.settings import Settings
+from tests import live
+from tests.api import Api, Lab, new_lab
+
+SERVER_ADMIN_EMAIL = "root@labhooks.test"
+SERVER_ADMIN_PASSWORD = "server admin password"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if live.REQUIRE_POSTGRES:
+        pytest.fail(f"{reason} (LABHOOKS_REQUIRE_POSTGRES=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Each API test runs once on an SQLite file and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield live.sqlite_url(tmp_path_factory.mktemp("sqlite"))
+        return
+    reason = live.postgres_reachable()
+    if reason:
+        _skip_or_fail(reason)
+    with live.postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key="test secret key",
+        secret_key_file=tmp_path_factory.mktemp("keys") / "labhooks.secret",
+        max_body_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings) -> Iterator[live.LiveServer]:
+    live.migrate_database(settings.database_url)
+    with live.LiveServer(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server_admin(server: live.LiveServer) -> Iterator[Api]:
+    """The first server administrator, made by the service behind `labhooks bootstrap`."""
+    import asyncio
+
+    from labhooks.services.users import create_server_admin
+    from labhooks.storage.database import Database
+
+    async def create() -> None:
+        database = Database(server.settings.database_url)
+        try:
+            async with database.session() as db:
+                await create_server_admin(db, SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD)
+        finally:
+            await database.dispose()
+
+    asyncio.run(create())
+    anonymous = Api.connect(server.url)
+    yield anonymous.as_(anonymous.login(SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD))
+    anonymous.http.close()
+
+
+@pytest.fixture
+def anonymous(server_admin: Api) -> Api:
+    return server_admin.as_(None)
+
+
+@pytest.fixture
+def lab(server_admin: Api) -> Lab:
+    """A fresh organisation with webhooks switched on; organisations isolate tests."""
+    return new_lab(server_admin)
+
+
+@pytest.fixture
+def other_lab(server_admin: Api) -> Lab:
+    return new_lab(server_admin)
