@@ -103,7 +103,7 @@ def test_a_prefix_admits_exactly_the_urls_below_it_on_the_same_origin(
         target.host,
         target.port,
     )
-    below = registered.path == "/" or target.path.split("/")[: len(prefix) + 1] == [""] + prefix
+    below = registered.path == "/" or target.path.split("/")[: len(prefix) + 1] == ["", *prefix]
     assert matches(registered, target) == (
         same_origin and below and target.path != registered.path.rstrip("/")
     )

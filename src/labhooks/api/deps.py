@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -82,7 +82,7 @@ class PageOut(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-def page_out(page: Page[object], model: type[BaseModel]) -> dict[str, object]:
+def page_out(page: Page[Any], model: type[BaseModel]) -> dict[str, object]:
     return {
         "items": [model.model_validate(item, from_attributes=True) for item in page.items],
         "next_cursor": page.next_cursor,

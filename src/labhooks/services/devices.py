@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -68,7 +68,7 @@ def _check_channels(channels: list[ChannelIn]) -> None:
         raise InvalidInput(errors)
 
 
-def _with_channels() -> Select[tuple[Device]]:
+def _with_channels() -> Select[Device]:
     return select(Device).options(selectinload(Device.channels))
 
 
@@ -81,9 +81,9 @@ async def list_devices(
     return await fetch_page(db, statement, Device.id, page)
 
 
-def _name_contains(column: object, text: str) -> object:
+def _name_contains(column: InstrumentedAttribute[str], text: str) -> ColumnElement[bool]:
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return func.lower(column).like(f"%{escaped}%", escape="\\")  # type: ignore[arg-type]
+    return func.lower(column).like(f"%{escaped}%", escape="\\")
 
 
 async def get_device(db: AsyncSession, actor: Actor, device_id: str) -> Device:
@@ -158,7 +158,7 @@ async def delete_device(db: AsyncSession, actor: Actor, device_id: str) -> None:
     await db.commit()
 
 
-def accessible_channels(actor: Actor) -> Select[tuple[Channel]]:
+def accessible_channels(actor: Actor) -> Select[Channel]:
     """Channels the actor may subscribe to: all of the organisation's for its administrators,
     the granted ones for members."""
     statement = select(Channel).where(Channel.organization_id == actor.require_organization())

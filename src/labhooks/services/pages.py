@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from labhooks.domain.errors import InvalidInput
 
 DEFAULT_LIMIT = 50
+_ID = re.compile(r"[a-z]{3}_[0-9a-f]{32}")
 MAX_LIMIT = 200
 
 
@@ -38,11 +40,15 @@ def encode_cursor(last_id: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        last_id = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
+        last_id = ""
+    if not _ID.fullmatch(last_id):
         raise InvalidInput.single(
             "cursor", "is not a cursor this API returned; use next_cursor from a previous page"
-        ) from None
+        )
+    return last_id
 
 
 async def fetch_page(

@@ -86,7 +86,7 @@ class SubscriptionService:
     # -- reading ---------------------------------------------------------------------------
 
     @staticmethod
-    def _query() -> Select[tuple[WebhookSubscription]]:
+    def _query() -> Select[WebhookSubscription]:
         return select(WebhookSubscription).options(
             selectinload(WebhookSubscription.headers),
             selectinload(WebhookSubscription.selections)
@@ -95,7 +95,7 @@ class SubscriptionService:
         )
 
     @staticmethod
-    def _visible_to(actor: Actor) -> Select[tuple[WebhookSubscription]]:
+    def _visible_to(actor: Actor) -> Select[WebhookSubscription]:
         statement = SubscriptionService._query().where(
             WebhookSubscription.organization_id == actor.require_organization(),
             WebhookSubscription.deleted_at.is_(None),

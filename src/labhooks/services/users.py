@@ -138,7 +138,10 @@ async def create_server_admin(db: AsyncSession, email: str, password: str) -> Us
     """The first server administrator, or None when one exists already."""
     if await db.scalar(select(User.id).where(User.is_server_admin.is_(True)).limit(1)):
         return None
-    email = _normalise_email(email)
+    try:
+        email = _normalise_email(email)
+    except ValueError as exc:
+        raise InvalidInput.single("email", f"{email!r} {exc}") from None
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput.single(
             "password", f"must be at least {MIN_PASSWORD_LENGTH} characters long"

@@ -1,0 +1,3 @@
+from labhooks.cli import main
+
+main()

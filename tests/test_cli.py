@@ -1,0 +1,103 @@
+"""The `labhooks` command as an operator runs it: a subprocess in an empty folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.live import free_port
+
+LABHOOKS = [sys.executable, "-m", "labhooks"]
+
+
+def run(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | env
+    return subprocess.run(
+        [*LABHOOKS, *args], cwd=folder, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("labhooks: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_migrate_creates_the_default_sqlite_file(tmp_path: Path) -> None:
+    result = run(tmp_path, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "database at revision 0001"
+    assert (tmp_path / "labhooks.db").exists()
+    assert run(tmp_path, "migrate").stdout == result.stdout  # a second run changes nothing
+
+
+def test_bootstrap_prints_a_working_token_last_and_serve_answers_with_it(tmp_path: Path) -> None:
+    first = run(tmp_path, "bootstrap", "--email", "ops@lab.example", "--password", "s3cret-pass")
+    assert first.returncode == 0, first.stderr
+    token = first.stdout.strip().splitlines()[-1]
+    again = run(tmp_path, "bootstrap", "--email", "ops@lab.example", "--password", "s3cret-pass")
+    assert again.returncode == 0 and "exists already" in again.stdout
+    other = again.stdout.strip().splitlines()[-1]
+    assert other != token
+
+    intruder = run(tmp_path, "bootstrap", "--email", "ops@lab.example", "--password", "guessing")
+    assert_one_line_error(intruder, "wrong")
+
+    port = free_port()
+    with (
+        (tmp_path / "serve.log").open("w") as log,
+        subprocess.Popen(
+            [*LABHOOKS, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")},
+        ) as server,
+    ):
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            for presented in (token, other):
+                me = httpx.get(
+                    f"{base}/api/v1/me", headers={"Authorization": f"Bearer {presented}"}
+                )
+                assert me.status_code == 200 and me.json()["is_server_admin"] is True
+            # with no LABHOOKS_SECRET_KEY, a key is made once and kept beside the database
+            assert (tmp_path / "labhooks.secret").stat().st_mode & 0o077 == 0
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=20)
+
+
+def test_bad_settings_and_input_give_one_line_and_exit_1(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run(tmp_path, "migrate", LABHOOKS_DATABASE_URL="mysql://x/y"), "LABHOOKS_DATABASE_URL"
+    )
+    unreachable = run(
+        tmp_path, "migrate", LABHOOKS_DATABASE_URL="postgresql://nobody@127.0.0.1:1/x"
+    )
+    assert_one_line_error(unreachable, "cannot use the database")
+    assert_one_line_error(
+        run(tmp_path, "migrate", LABHOOKS_DELIVERY_TIMEOUT="soon"), "LABHOOKS_DELIVERY_TIMEOUT"
+    )
+    short = run(tmp_path, "bootstrap", "--email", "a@b.example", "--password", "short")
+    assert_one_line_error(short, "password")
+    bad_email = run(tmp_path, "bootstrap", "--email", "nobody", "--password", "long enough")
+    assert_one_line_error(bad_email, "e-mail")
