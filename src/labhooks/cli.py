@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -52,7 +54,8 @@ def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]])
             await database.dispose()
 
     try:
-        return asyncio.run(run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(run())
     except UnsupportedDatabase as exc:
         raise _fail(str(exc)) from None
     except LabhooksError as exc:
@@ -109,9 +112,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     migrate: Annotated[bool, typer.Option(help="Migrate the database first")] = True,
+    worker: Annotated[
+        bool, typer.Option(help="Run a delivery worker in this process (--no-worker: API only)")
+    ] = True,
 ) -> None:
-    """Run the API (and web UI) on an embedded SQLite file unless LABHOOKS_DATABASE_URL says
-    otherwise."""
+    """Run the API with a delivery worker, on an embedded SQLite file unless
+    LABHOOKS_DATABASE_URL says otherwise."""
     import uvicorn
 
     from labhooks.api.app import create_app
@@ -119,8 +125,42 @@ def serve(
     settings = _settings()
     if migrate:
         _with_database(settings, _upgrade)
+    _logging()
     typer.echo(f"labhooks on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, with_worker=worker), host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Run a delivery worker alone; start as many as needed against one PostgreSQL.
+    Stops cleanly on SIGINT/SIGTERM, finishing the attempts in flight."""
+    from labhooks.delivery.worker import Worker
+    from labhooks.security import SecretBox
+
+    settings = _settings()
+    _logging()
+
+    async def work(database: Database) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        box = SecretBox(settings.resolved_secret_key())
+        await Worker(settings, database, box).run(stop)
+
+    _with_database(settings, work)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform
+        return None
+    return uvloop.new_event_loop
 
 
 def main() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from labhooks.domain.network import IPNetwork, parse_networks
+from labhooks.domain.retry import parse_schedule
 
 
 class Settings(BaseSettings):
@@ -28,12 +31,49 @@ class Settings(BaseSettings):
     )
     retry_schedule: str = Field(
         "0,5,300,1800,7200,18000,36000,36000",
-        description="Comma-separated seconds to wait before each retry",
+        description="Comma-separated seconds to wait before each attempt (the first normally 0)",
     )
     delivery_timeout: float = Field(15.0, gt=0, description="Seconds a target has to answer")
+    auto_disable_after_days: float = Field(
+        5.0, gt=0, description="Deactivate a subscription after this long with only failures"
+    )
+    worker_concurrency: int = Field(512, ge=1, description="Requests in flight per worker")
+    worker_batch_size: int = Field(256, ge=1, description="Deliveries claimed per query")
+    lease_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds a claim lasts (default: twice the timeout + 30)",
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, description="Seconds an idle worker waits before looking for due deliveries"
+    )
     max_body_bytes: int = Field(
         2 * 1024 * 1024, gt=0, description="Largest request body the API accepts (bytes)"
     )
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def schedule(self) -> tuple[float, ...]:
+        return parse_schedule(self.retry_schedule)
+
+    @property
+    def networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.allowed_networks)
+
+    @property
+    def lease(self) -> float:
+        return self.lease_seconds or self.delivery_timeout * 2 + 30
 
     def resolved_secret_key(self) -> str:
         """The configured key, else the one kept in secret_key_file (made on first use)."""

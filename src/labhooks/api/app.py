@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,9 +11,18 @@ from starlette.responses import JSONResponse
 
 from labhooks import __version__
 from labhooks.api import problems
-from labhooks.api.deps import AppState, State
+from labhooks.api.deps import AppState, Pulse, State
 from labhooks.api.limits import BodySizeLimit
-from labhooks.api.routers import devices, organizations, subscriptions, target_urls, users
+from labhooks.api.routers import (
+    deliveries,
+    devices,
+    events,
+    organizations,
+    subscriptions,
+    target_urls,
+    users,
+)
+from labhooks.delivery.worker import Worker
 from labhooks.security import SecretBox
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.settings import Settings
@@ -21,18 +31,32 @@ from labhooks.storage.database import Database
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
+    """The API; with `with_worker`, a delivery worker runs in the same process."""
     box = SecretBox(settings.resolved_secret_key())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url)
-        app.state.labhooks = AppState(
-            settings=settings, database=database, box=box, subscriptions=SubscriptionService(box)
+        state = AppState(
+            settings=settings,
+            database=database,
+            box=box,
+            subscriptions=SubscriptionService(box),
+            attempts_written=Pulse(),
         )
+        app.state.labhooks = state
+        stop = asyncio.Event()
+        worker = None
+        if with_worker:
+            running = Worker(settings, database, box, on_written=state.attempts_written.fire)
+            worker = asyncio.create_task(running.run(stop))
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                await worker
             await database.dispose()
 
     app = FastAPI(
@@ -43,7 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     problems.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
-    for module in (organizations, users, target_urls, devices, subscriptions):
+    for module in (organizations, users, target_urls, devices, subscriptions, deliveries, events):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_operations())

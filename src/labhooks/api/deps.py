@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -29,6 +31,23 @@ class AppState:
     database: Database
     box: SecretBox
     subscriptions: SubscriptionService
+    attempts_written: Pulse
+
+
+class Pulse:
+    """Lets request handlers wait until this process's worker has recorded more attempts."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
 
 
 def _state(request: Request) -> AppState:

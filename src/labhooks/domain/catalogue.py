@@ -7,6 +7,7 @@ vendor-specific values, and a receiver should get them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -71,6 +72,7 @@ class EventType:
     name: str
     description: str
     data_model: type[BaseModel]
+    example: dict[str, Any]
 
     @cached_property
     def schema(self) -> dict[str, Any]:
@@ -86,24 +88,76 @@ class EventType:
             ) from None
 
 
+_INCIDENT = {"level": "warning", "comparator": ">", "threshold": 8.5, "value": 8.62}
+
 EVENT_TYPES: dict[str, EventType] = {
     t.name: t
     for t in (
-        EventType("data_point.created", "A channel reports a new value.", DataPointCreated),
+        EventType(
+            "data_point.created",
+            "A channel reports a new value.",
+            DataPointCreated,
+            {"value": 12.3456, "unit": "g"},
+        ),
         EventType(
             "device.status_changed",
             "A device goes online, offline, or into error.",
             DeviceStatusChanged,
+            {"status": "online", "previous_status": "offline"},
         ),
-        EventType("incident.opened", "A channel threshold is crossed.", IncidentChanged),
-        EventType("incident.closed", "A channel threshold is cleared.", IncidentChanged),
-        EventType("command.completed", "A command sent to the device finished.", CommandCompleted),
-        EventType("command.failed", "A command sent to the device failed.", CommandFailed),
-        EventType("run.started", "A run, program or sequence starts.", RunStarted),
-        EventType("run.completed", "A run, program or sequence finishes.", RunCompleted),
+        EventType("incident.opened", "A channel threshold is crossed.", IncidentChanged, _INCIDENT),
+        EventType("incident.closed", "A channel threshold is cleared.", IncidentChanged, _INCIDENT),
+        EventType(
+            "command.completed",
+            "A command sent to the device finished.",
+            CommandCompleted,
+            {"command": "tare", "result": "ok"},
+        ),
+        EventType(
+            "command.failed",
+            "A command sent to the device failed.",
+            CommandFailed,
+            {"command": "tare", "error": "balance not stable"},
+        ),
+        EventType(
+            "run.started",
+            "A run, program or sequence starts.",
+            RunStarted,
+            {"run_id": "R-1001", "program": "Assay A"},
+        ),
+        EventType(
+            "run.completed",
+            "A run, program or sequence finishes.",
+            RunCompleted,
+            {"run_id": "R-1001", "program": "Assay A", "outcome": "succeeded"},
+        ),
     )
 }
 
 
 def unknown_event_types(names: list[str]) -> list[str]:
     return [n for n in names if n not in EVENT_TYPES]
+
+
+RESERVED_DATA_KEYS = frozenset({"event_id", "device", "channel", "test"})
+
+
+def webhook_payload(
+    *,
+    event_id: str,
+    event_type: str,
+    occurred_at: datetime,
+    device: dict[str, Any],
+    channel: dict[str, Any],
+    data: dict[str, Any],
+    test: bool = False,
+) -> str:
+    """The Standard Webhooks body every delivery of an event signs and sends, byte for byte."""
+    fields = {k: v for k, v in data.items() if k not in RESERVED_DATA_KEYS}
+    body = {
+        "type": event_type,
+        "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": {"event_id": event_id, "device": device, "channel": channel, **fields}
+        | ({"test": True} if test else {}),
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

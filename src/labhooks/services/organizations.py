@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labhooks.domain.errors import Conflict, NotFound
 from labhooks.domain.people import Actor
 from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.storage import queue
 from labhooks.storage.models import Organization
 
 
@@ -68,5 +69,7 @@ async def update_organization(
         organization.name = data.name.strip()
     if data.webhooks_enabled is not None:
         organization.webhooks_enabled = data.webhooks_enabled
+        if data.webhooks_enabled:
+            await queue.notify(db)  # held deliveries go out now
     await db.commit()
     return organization

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
@@ -20,6 +21,7 @@ from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.target_urls import parse_field, registered_urls
 from labhooks.services.tokens import actor_for
+from labhooks.storage import queue
 from labhooks.storage.models import (
     Channel,
     SubscriptionHeader,
@@ -30,6 +32,16 @@ from labhooks.storage.models import (
 )
 
 PREVIOUS_SECRET_GRACE = timedelta(hours=24)
+
+
+RetrySchedule = Annotated[
+    list[Annotated[float, Field(ge=0, le=7 * 86400)]],
+    Field(
+        min_length=1,
+        max_length=50,
+        description="Seconds before each attempt, overriding the server's schedule",
+    ),
+]
 
 
 class HeaderIn(BaseModel):
@@ -56,6 +68,7 @@ class SubscriptionCreate(BaseModel):
     description: str | None = Field(None, max_length=2000)
     ordered: bool = False
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+    retry_schedule: RetrySchedule | None = None
 
 
 class SubscriptionUpdate(BaseModel):
@@ -68,6 +81,7 @@ class SubscriptionUpdate(BaseModel):
     description: str | None = Field(None, max_length=2000)
     ordered: bool | None = None
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
+    retry_schedule: RetrySchedule | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,7 @@ class SubscriptionService:
             description=data.description,
             ordered=data.ordered,
             rate_limit_per_s=data.rate_limit_per_s,
+            retry_schedule=data.retry_schedule,
             secret_encrypted=self.box.encrypt(new_signing_secret()),
         )
         self._apply(subscription, checked)
@@ -173,8 +188,11 @@ class SubscriptionService:
             subscription.ordered = data.ordered
         if "rate_limit_per_s" in fields:
             subscription.rate_limit_per_s = data.rate_limit_per_s
+        if "retry_schedule" in fields:
+            subscription.retry_schedule = data.retry_schedule
         self._apply(subscription, checked)
         subscription.updated_at = utcnow()
+        await queue.notify(db)
         await db.commit()
         return await self.get(db, actor, subscription_id)
 
@@ -194,6 +212,8 @@ class SubscriptionService:
             subscription.disabled_reason = None
         subscription.active = active
         subscription.updated_at = utcnow()
+        if active:
+            await queue.notify(db)  # its held deliveries go out now
         await db.commit()
         return await self.get(db, actor, subscription_id)
 
@@ -202,6 +222,7 @@ class SubscriptionService:
         subscription = await self.get(db, actor, subscription_id)
         subscription.deleted_at = utcnow()
         subscription.active = False
+        await queue.cancel_pending(db, subscription_id)
         await db.commit()
 
     async def reveal_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:
@@ -215,6 +236,7 @@ class SubscriptionService:
         subscription.previous_secret_encrypted = subscription.secret_encrypted
         subscription.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_GRACE
         subscription.secret_encrypted = self.box.encrypt(secret)
+        subscription.updated_at = utcnow()
         await db.commit()
         return secret
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -52,12 +55,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+WAKE_ON_COMMIT = "labhooks.wake_on_commit"
+
+
+class Wakeup:
+    """Wakes this process's idle workers; PostgreSQL's NOTIFY sets it for other processes."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        self._event.clear()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_workers(session: Session) -> None:
+    if session.info.pop(WAKE_ON_COMMIT, False) and (wakeup := session.info.get("wakeup")):
+        wakeup.set()
+
+
 class Database:
     """One engine and its session factory, made once per process and passed down."""
 
     def __init__(self, database_url: str) -> None:
         self.engine = create_engine(database_url)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.wakeup = Wakeup()
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={"wakeup": self.wakeup}
+        )
 
     @property
     def dialect(self) -> str:

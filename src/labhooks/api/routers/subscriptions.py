@@ -40,6 +40,7 @@ class SubscriptionPublic(BaseModel):
     disabled_reason: str | None
     ordered: bool
     rate_limit_per_s: float | None
+    retry_schedule: list[float] | None
     created_at: datetime
     updated_at: datetime
 
@@ -76,6 +77,7 @@ def public(subscription: WebhookSubscription) -> SubscriptionPublic:
         disabled_reason=subscription.disabled_reason,
         ordered=subscription.ordered,
         rate_limit_per_s=subscription.rate_limit_per_s,
+        retry_schedule=subscription.retry_schedule,
         created_at=subscription.created_at,
         updated_at=subscription.updated_at,
     )

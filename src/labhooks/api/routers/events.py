@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from labhooks.api.deps import DbSession, Publisher, State
+from labhooks.api.problems import field_errors_from_pydantic
+from labhooks.api.routers.deliveries import DeliveryPublic
+from labhooks.domain.errors import InvalidInput
+from labhooks.services import events as service
+from labhooks.services.events import EventIn
+
+router = APIRouter(tags=["events"])
+_MANY = TypeAdapter(list[EventIn])
+_BODY_SCHEMA = {
+    "oneOf": [
+        EventIn.model_json_schema(),
+        {"type": "array", "items": EventIn.model_json_schema(), "maxItems": service.MAX_BATCH},
+    ]
+}
+
+
+class SubscriptionAnswer(BaseModel):
+    """The first attempt's answer of one matching subscription, for `?wait=`."""
+
+    subscription_id: str
+    delivery_id: str
+    timed_out: bool
+    status: str | None = None
+    response_status: int | None = None
+    response: Any = None
+    response_body: str | None = None
+    error: str | None = None
+
+
+class PublishedOut(BaseModel):
+    event_ids: list[str]
+    duplicates: list[bool]
+    deliveries_created: int
+    answers: list[SubscriptionAnswer] | None = None
+
+
+class EventPublic(BaseModel):
+    id: str
+    type: str
+    device_id: str | None
+    channel_id: str | None
+    occurred_at: datetime
+    idempotency_key: str | None
+    is_test: bool
+    payload: Any
+    deliveries: list[DeliveryPublic]
+
+
+def _parse(body: Any) -> tuple[list[EventIn], bool]:
+    try:
+        if isinstance(body, list):
+            return _MANY.validate_python(body), True
+        if isinstance(body, dict):
+            return [EventIn.model_validate(body)], False
+    except ValidationError as exc:
+        raise InvalidInput(field_errors_from_pydantic(exc.errors())) from None
+    raise InvalidInput.single("body", "send one event object, or a list of them")
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=PublishedOut,
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}, "required": True}
+    },
+)
+async def publish_events(
+    state: State,
+    db: DbSession,
+    actor: Publisher,
+    body: Annotated[Any, Body()],
+    wait: Annotated[
+        float | None,
+        Query(gt=0, le=service.MAX_WAIT_S, description="Seconds to wait for targets' answers"),
+    ] = None,
+) -> object:
+    """Publish one event or a batch of up to 1,000; all are queued or none.
+
+    With `wait`, answers with each matching subscription's first-attempt status and JSON answer
+    (or `timed_out`) within that many seconds.
+    """
+    events, indexed = _parse(body)
+    published = await service.publish(db, actor, events, indexed)
+    out = PublishedOut(
+        event_ids=published.event_ids,
+        duplicates=published.duplicate,
+        deliveries_created=len(published.deliveries),
+    )
+    if wait is not None:
+        answers = await service.wait_for_first_answers(
+            state.database.sessions,
+            [delivery_id for delivery_id, _ in published.deliveries],
+            wait,
+            state.attempts_written.wait,
+        )
+        out.answers = [
+            _answer(delivery_id, subscription_id, answers.get(delivery_id))
+            for delivery_id, subscription_id in published.deliveries
+        ]
+    return out
+
+
+def _answer(
+    delivery_id: str, subscription_id: str, answer: service.FirstAnswer | None
+) -> SubscriptionAnswer:
+    if answer is None:
+        return SubscriptionAnswer(
+            subscription_id=subscription_id, delivery_id=delivery_id, timed_out=True
+        )
+    return SubscriptionAnswer(
+        subscription_id=subscription_id,
+        delivery_id=delivery_id,
+        timed_out=False,
+        status=answer.status,
+        response_status=answer.response_status,
+        response=answer.response_json,
+        response_body=answer.response_body,
+        error=answer.error,
+    )
+
+
+@router.get("/events/{event_id}", response_model=EventPublic)
+async def get_event(db: DbSession, actor: Publisher, event_id: str) -> object:
+    """The event, the body its deliveries send, and each delivery with its latest outcome."""
+    event, deliveries = await service.get_event(db, actor, event_id)
+    return EventPublic(
+        id=event.id,
+        type=event.type,
+        device_id=event.device_id,
+        channel_id=event.channel_id,
+        occurred_at=event.occurred_at,
+        idempotency_key=event.idempotency_key,
+        is_test=event.is_test,
+        payload=json.loads(event.payload),
+        deliveries=[DeliveryPublic.model_validate(d, from_attributes=True) for d in deliveries],
+    )

@@ -1,0 +1,79 @@
+"""Which addresses a delivery may connect to (SPEC §4, outbound safety): a pure policy.
+
+Only globally routable addresses, unless a server setting names networks to allow (labs often
+run their LIMS on a private network). IPv4-mapped IPv6 addresses are judged as the IPv4 address
+they carry, so `::ffff:127.0.0.1` is loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class RefusedAddress(OSError):
+    """The target resolves to an address deliveries may not reach; the message says which."""
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """`"127.0.0.0/8, ::1/128"` → networks; ValueError naming the bad entry."""
+    networks = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a network such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _kind(address: IPAddress) -> str:
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address (cloud metadata lives there)"
+    if address.is_private:
+        return "a private address"
+    if address.is_multicast:
+        return "a multicast address"
+    return "not a public address"
+
+
+class AddressPolicy:
+    def __init__(self, allowed_networks: Iterable[IPNetwork] = ()) -> None:
+        self.allowed = tuple(allowed_networks)
+
+    @staticmethod
+    def unwrap(address: IPAddress) -> IPAddress:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        return address
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """None when allowed, else why not."""
+        plain = self.unwrap(address)
+        if any(plain in network for network in self.allowed):
+            return None
+        if plain.is_global and not plain.is_multicast:
+            return None
+        return (
+            f"refused to connect to {address}: {_kind(plain)}; "
+            "LABHOOKS_ALLOWED_NETWORKS can allow its network"
+        )
+
+    def check(self, host: str, addresses: Iterable[str]) -> list[str]:
+        """The allowed addresses among those `host` resolved to; RefusedAddress if none are."""
+        allowed, refusals = [], []
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%")[0])
+            refusal = self.refusal(address)
+            if refusal is None:
+                allowed.append(text)
+            else:
+                refusals.append(refusal)
+        if not allowed:
+            raise RefusedAddress(f"{host}: {refusals[0] if refusals else 'no address'}")
+        return allowed

@@ -1,0 +1,182 @@
+"""The delivery log, and the actions on it: resend, replay, test event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import Update, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from labhooks.domain.catalogue import EVENT_TYPES
+from labhooks.domain.errors import Conflict, InvalidInput, NotFound
+from labhooks.domain.ids import new_id
+from labhooks.domain.people import Actor
+from labhooks.services.events import new_delivery_row, payload_for
+from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.services.subscriptions import SubscriptionService
+from labhooks.storage import queue
+from labhooks.storage.models import (
+    Channel,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    SubscriptionSelection,
+    WebhookSubscription,
+    utcnow,
+)
+
+STATUSES = ("pending", "succeeded", "failed", "cancelled")
+
+
+class ReplayIn(BaseModel):
+    since: datetime
+
+
+class TestEventIn(BaseModel):
+    event_type: str | None = None
+
+
+async def list_deliveries(
+    db: AsyncSession,
+    actor: Actor,
+    subscriptions: SubscriptionService,
+    subscription_id: str,
+    page: PageRequest,
+    status: str | None,
+) -> Page[Delivery]:
+    await subscriptions.get(db, actor, subscription_id)
+    statement = select(Delivery).where(Delivery.subscription_id == subscription_id)
+    if status:
+        if status not in STATUSES:
+            raise InvalidInput.single("status", f"must be one of {', '.join(STATUSES)}")
+        statement = statement.where(Delivery.status == status)
+    return await fetch_page(db, statement, Delivery.id, page)
+
+
+async def get_delivery(
+    db: AsyncSession, actor: Actor, delivery_id: str
+) -> tuple[Delivery, list[DeliveryAttempt], Event]:
+    """Readable also after its subscription was deleted, by whoever could read that."""
+    organization_id = actor.require_organization()
+    row = (
+        await db.execute(
+            select(Delivery, WebhookSubscription.owner_id, Event)
+            .join(WebhookSubscription, WebhookSubscription.id == Delivery.subscription_id)
+            .join(Event, Event.id == Delivery.event_id)
+            .where(Delivery.id == delivery_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("Delivery")
+    delivery, owner_id, event = row
+    if delivery.organization_id != organization_id or not (
+        actor.is_org_admin or owner_id == actor.user_id
+    ):
+        raise NotFound("Delivery")
+    attempts = await db.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id == delivery_id)
+        .order_by(DeliveryAttempt.number, DeliveryAttempt.id)
+    )
+    return delivery, list(attempts), event
+
+
+async def resend(db: AsyncSession, actor: Actor, delivery_id: str) -> Delivery:
+    """Queues the delivery again with a fresh retry schedule; same webhook-id."""
+    delivery, _, _ = await get_delivery(db, actor, delivery_id)
+    if delivery.status == queue.PENDING:
+        raise Conflict("This delivery is still pending; it goes out on its own.")
+    if delivery.status == queue.CANCELLED:
+        raise Conflict("This delivery was cancelled with its subscription.")
+    await db.execute(_requeue().where(Delivery.id == delivery_id))
+    await queue.notify(db)
+    await db.commit()
+    await db.refresh(delivery)
+    return delivery
+
+
+async def replay_failed(
+    db: AsyncSession,
+    actor: Actor,
+    subscriptions: SubscriptionService,
+    subscription_id: str,
+    since: datetime,
+) -> int:
+    """Queues again every failed delivery of the subscription created since `since`."""
+    await subscriptions.get(db, actor, subscription_id)
+    result = await db.execute(
+        _requeue().where(
+            Delivery.subscription_id == subscription_id,
+            Delivery.status == "failed",
+            Delivery.created_at >= since,
+        )
+    )
+    await queue.notify(db)
+    await db.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _requeue() -> Update:
+    return (
+        update(Delivery)
+        .values(
+            status=queue.PENDING,
+            priority=queue.FRESH,
+            schedule_position=0,
+            next_attempt_at=utcnow(),
+            lease_expires_at=None,
+            completed_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def send_test_event(
+    db: AsyncSession,
+    actor: Actor,
+    subscriptions: SubscriptionService,
+    subscription_id: str,
+    event_type: str | None,
+) -> Delivery:
+    """A sample event of a type the subscription selected, delivered to it alone."""
+    subscription = await subscriptions.get(db, actor, subscription_id)
+    selections = await db.scalars(
+        select(SubscriptionSelection)
+        .options(selectinload(SubscriptionSelection.channel).selectinload(Channel.device))
+        .where(SubscriptionSelection.subscription_id == subscription_id)
+        .order_by(SubscriptionSelection.id)
+    )
+    chosen = next(
+        (s for s in selections if event_type in (None, s.event_type)),
+        None,
+    )
+    if chosen is None:
+        raise InvalidInput.single("event_type", "the subscription does not select this event type")
+    now = utcnow()
+    event_id = new_id("evt")
+    example = EVENT_TYPES[chosen.event_type].example
+    channel = chosen.channel
+    db.add(
+        Event(
+            id=event_id,
+            organization_id=subscription.organization_id,
+            device_id=channel.device.id,
+            channel_id=channel.id,
+            type=chosen.event_type,
+            occurred_at=now,
+            payload=payload_for(
+                event_id, chosen.event_type, now, channel.device, channel, example, True
+            ),
+            is_test=True,
+            created_at=now,
+        )
+    )
+    await db.flush()
+    row = new_delivery_row(subscription.organization_id, subscription_id, event_id, now)
+    await queue.enqueue(db, [row])
+    await db.commit()
+    delivery = await db.get(Delivery, row["id"])
+    assert delivery is not None
+    return delivery
