@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from labhooks.settings import Settings
 from tests import live
 from tests.api import Api, Lab, new_lab
+from tests.receiver import Receiver
 
 SERVER_ADMIN_EMAIL = "root@labhooks.test"
 SERVER_ADMIN_PASSWORD = "server admin password"
@@ -35,12 +37,22 @@ def database_url(
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        database_url=database_url,
-        secret_key="test secret key",
-        secret_key_file=tmp_path_factory.mktemp("keys") / "labhooks.secret",
-        max_body_bytes=64 * 1024,
-    )
+    return settings_for(database_url, tmp_path_factory.mktemp("keys"))
+
+
+def settings_for(database_url: str, folder: Path, **overrides: object) -> Settings:
+    """Fast retries and timeouts, and loopback allowed, so deliveries reach test receivers."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "secret_key": "test secret key",
+        "secret_key_file": folder / "labhooks.secret",
+        "max_body_bytes": 64 * 1024,
+        "retry_schedule": "0,0.2,0.2,0.2",
+        "delivery_timeout": 1.0,
+        "allowed_networks": "127.0.0.0/8,::1/128",
+        "poll_interval": 0.2,
+    }
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +82,12 @@ def server_admin(server: live.LiveServer) -> Iterator[Api]:
     anonymous = Api.connect(server.url)
     yield anonymous.as_(anonymous.login(SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD))
     anonymous.http.close()
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
 
 
 @pytest.fixture

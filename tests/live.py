@@ -62,6 +62,19 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextmanager
+def fresh_database(like_url: str, folder: Path) -> Iterator[str]:
+    """An empty database of the same kind as `like_url`, migrated."""
+    if like_url.startswith("sqlite"):
+        url = sqlite_url(folder)
+        migrate_database(url)
+        yield url
+        return
+    with postgres_database() as url:
+        migrate_database(url)
+        yield url
+
+
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'labhooks.db'}"
 
@@ -80,12 +93,15 @@ def migrate_database(database_url: str) -> None:
 class LiveServer:
     """uvicorn serving create_app(settings) in a thread, on 127.0.0.1."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, with_worker: bool = True) -> None:
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+            create_app(settings, with_worker=with_worker),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

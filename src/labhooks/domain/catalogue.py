@@ -83,8 +83,17 @@ class EventType:
         try:
             return self.data_model.model_validate(data).model_dump(mode="json")
         except ValidationError as exc:
+            # A union field (value: number | text | bool) fails once per member type; report
+            # it once, at the field, with every way it could have been right.
+            by_field: dict[str, list[str]] = {}
+            for error in exc.errors():
+                name = str(error["loc"][0]) if error["loc"] else ""
+                by_field.setdefault(name, []).append(error["msg"])
             raise InvalidInput(
-                [FieldError(".".join([field, *map(str, e["loc"])]), e["msg"]) for e in exc.errors()]
+                [
+                    FieldError(f"{field}.{name}" if name else field, " or ".join(messages))
+                    for name, messages in by_field.items()
+                ]
             ) from None
 
 

@@ -162,7 +162,7 @@ async def _store(db: AsyncSession, organization_id: str, valid: list[_Valid]) ->
                 Event.organization_id == organization_id, Event.idempotency_key.in_(keys)
             )
         )
-        known = {key: event_id for key, event_id in rows.tuples() if key}
+        known = {key: event_id for key, event_id in rows if key}
     organization = await load_organization(db, organization_id)
     fresh = [
         v for v in valid if not v.event.idempotency_key or v.event.idempotency_key not in known
@@ -284,7 +284,7 @@ async def _matching_subscriptions(
         .order_by(WebhookSubscription.id)
     )
     targets: dict[tuple[str, str], list[str]] = {}
-    for channel_id, event_type, subscription_id in rows.tuples():
+    for channel_id, event_type, subscription_id in rows:
         targets.setdefault((channel_id, event_type), []).append(subscription_id)
     return targets
 
@@ -328,7 +328,7 @@ async def first_answers(db: AsyncSession, delivery_ids: Sequence[str]) -> dict[s
         .where(DeliveryAttempt.delivery_id.in_(delivery_ids), DeliveryAttempt.number == 1)
     )
     answers = {}
-    for attempt, status, subscription_id in rows.tuples():
+    for attempt, status, subscription_id in rows:
         headers = {k.lower(): v for k, v in (attempt.response_headers or {}).items()}
         answers[attempt.delivery_id] = FirstAnswer(
             delivery_id=attempt.delivery_id,

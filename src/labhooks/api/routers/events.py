@@ -57,6 +57,8 @@ class EventPublic(BaseModel):
 
 
 def _parse(body: Any) -> tuple[list[EventIn], bool]:
+    if isinstance(body, list) and len(body) > service.MAX_BATCH:
+        raise InvalidInput.single("body", f"at most {service.MAX_BATCH} events per request")
     try:
         if isinstance(body, list):
             return _MANY.validate_python(body), True

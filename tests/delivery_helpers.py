@@ -1,0 +1,82 @@
+"""A lab wired to the test receiver: subscribe a path, publish, and wait for outcomes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests.api import Api, Lab, unique
+from tests.receiver import Receiver
+
+
+@dataclass
+class Wired:
+    lab: Lab
+    receiver: Receiver
+    device: dict[str, Any]
+
+    @property
+    def admin(self) -> Api:
+        return self.lab.admin
+
+    @property
+    def channel_id(self) -> str:
+        return str(self.device["channels"][0]["id"])
+
+    def path(self) -> str:
+        return unique("/hook").replace("-", "/")
+
+    def subscribe(self, url: str, api: Api | None = None, **extra: Any) -> dict[str, Any]:
+        body = {
+            "target_url": url,
+            "headers": [{"key": "Authorization", "value": "Bearer lims-token"}],
+            "channels": [{"channel_id": self.channel_id, "events": ["data_point.created"]}],
+        } | extra
+        return dict((api or self.admin).ok("POST", "/webhook-subscriptions", body, 201))
+
+    def event(self, value: float = 1.5, **extra: Any) -> dict[str, Any]:
+        return {
+            "device_id": self.device["id"],
+            "channel_key": "weight",
+            "type": "data_point.created",
+            "data": {"value": value, "unit": "g"},
+        } | extra
+
+    def publish(
+        self, *events: dict[str, Any], api: Api | None = None, **params: Any
+    ) -> dict[str, Any]:
+        body: Any = list(events) if len(events) != 1 else events[0]
+        response = (api or self.admin).post("/events", body, params=params)
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    def deliveries(self, subscription_id: str, **params: Any) -> list[dict[str, Any]]:
+        response = self.admin.get(
+            f"/webhook-subscriptions/{subscription_id}/deliveries", params=params
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    def delivery(self, delivery_id: str) -> dict[str, Any]:
+        return dict(self.admin.ok("GET", f"/deliveries/{delivery_id}"))
+
+    def settle(
+        self, subscription_id: str, status: str, count: int = 1, timeout: float = 15
+    ) -> list[dict[str, Any]]:
+        """Waits until `count` deliveries of the subscription have `status`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.deliveries(subscription_id, status=status)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                everything = self.deliveries(subscription_id)
+                raise AssertionError(f"waited for {count} {status}: {everything}")
+            time.sleep(0.05)
+
+
+def wire(lab: Lab, receiver: Receiver) -> Wired:
+    lab.register(f"http://127.0.0.1:{receiver.port}/")
+    device = lab.add_device("Balance XS205")
+    return Wired(lab, receiver, device)

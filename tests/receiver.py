@@ -1,0 +1,120 @@
+"""A real webhook receiver on 127.0.0.1: an aiohttp server in its own thread.
+
+Each path answers from a script of replies (the last one repeats); every request is recorded
+with its headers, body and arrival time, and how many were in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.live import free_port
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b'{"received": true}'
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def event_id(self) -> str:
+        return str(self.json["data"]["event_id"])
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[Received] = []
+        self.max_in_flight: dict[str, int] = defaultdict(int)
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._scripts: dict[str, list[Reply]] = {}
+        self._served: dict[str, int] = defaultdict(int)
+        self._arrived = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def script(self, path: str, *replies: Reply) -> str:
+        """Sets how `path` answers, in order; returns its URL."""
+        self._scripts[path] = list(replies)
+        return self.url(path)
+
+    def received(self, path: str) -> list[Received]:
+        with self._arrived:
+            return [r for r in self.requests if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = 15) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(got := [r for r in self.requests if r.path == path]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{path}: {len(got)} of {count} requests arrived")
+                self._arrived.wait(left)
+            return got
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        body = await request.read()
+        self._in_flight[path] += 1
+        self.max_in_flight[path] = max(self.max_in_flight[path], self._in_flight[path])
+        try:
+            script = self._scripts.get(path) or [Reply()]
+            reply = script[min(self._served[path], len(script) - 1)]
+            self._served[path] += 1
+            with self._arrived:
+                self.requests.append(Received(path, dict(request.headers), body, time.monotonic()))
+                self._arrived.notify_all()
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        finally:
+            self._in_flight[path] -= 1
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        v6 = web.TCPSite(self._runner, "::1", self.port)
+        with contextlib.suppress(OSError):  # no IPv6 loopback on this machine
+            await v6.start()
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
