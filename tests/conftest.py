@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from labhooks.services.users import create_server_admin
 from labhooks.settings import Settings
+from labhooks.storage.database import Database
 from tests import live
 from tests.api import Api, Lab, new_lab
 from tests.receiver import Receiver
@@ -62,13 +66,9 @@ def server(settings: Settings) -> Iterator[live.LiveServer]:
         yield running
 
 
-@pytest.fixture(scope="session")
-def server_admin(server: live.LiveServer) -> Iterator[Api]:
+@contextmanager
+def first_server_admin(server: live.LiveServer) -> Iterator[Api]:
     """The first server administrator, made by the service behind `labhooks bootstrap`."""
-    import asyncio
-
-    from labhooks.services.users import create_server_admin
-    from labhooks.storage.database import Database
 
     async def create() -> None:
         database = Database(server.settings.database_url)
@@ -80,8 +80,16 @@ def server_admin(server: live.LiveServer) -> Iterator[Api]:
 
     asyncio.run(create())
     anonymous = Api.connect(server.url)
-    yield anonymous.as_(anonymous.login(SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD))
-    anonymous.http.close()
+    try:
+        yield anonymous.as_(anonymous.login(SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD))
+    finally:
+        anonymous.http.close()
+
+
+@pytest.fixture(scope="session")
+def server_admin(server: live.LiveServer) -> Iterator[Api]:
+    with first_server_admin(server) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

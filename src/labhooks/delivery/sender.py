@@ -107,7 +107,7 @@ class Sender:
             return  # a name: the resolver checks what it resolves to
         refusal = self.policy.refusal(address)
         if refusal:
-            raise RefusedAddress(f"{host}: {refusal}")
+            raise RefusedAddress(refusal)
 
     async def send(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
         assert self._session is not None, "use `async with Sender(...)`"

@@ -31,6 +31,8 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
 
 
 def _kind(address: IPAddress) -> str:
+    if address.is_unspecified:
+        return "the unspecified address, which reaches this machine"
     if address.is_loopback:
         return "a loopback address"
     if address.is_link_local:
