@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from tests.api import Api, Lab, unique
 from tests.receiver import Receiver
@@ -61,13 +62,27 @@ class Wired:
     def delivery(self, delivery_id: str) -> dict[str, Any]:
         return dict(self.admin.ok("GET", f"/deliveries/{delivery_id}"))
 
+    def all_deliveries(self, subscription_id: str, **params: Any) -> list[dict[str, Any]]:
+        """Every delivery of the subscription, following the cursor."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page_params = params | {"limit": 200} | ({"cursor": cursor} if cursor else {})
+            page = self.admin.ok(
+                "GET",
+                f"/webhook-subscriptions/{subscription_id}/deliveries?" + urlencode(page_params),
+            )
+            found += page["items"]
+            if not (cursor := page["next_cursor"]):
+                return found
+
     def settle(
         self, subscription_id: str, status: str, count: int = 1, timeout: float = 15
     ) -> list[dict[str, Any]]:
         """Waits until `count` deliveries of the subscription have `status`."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.deliveries(subscription_id, status=status)
+            found = self.all_deliveries(subscription_id, status=status)
             if len(found) >= count:
                 return found
             if time.monotonic() > deadline:

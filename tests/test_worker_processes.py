@@ -1,0 +1,119 @@
+"""Workers as separate processes on PostgreSQL: one killed mid-batch loses nothing; two share
+the queue without sending anything twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests import live
+from tests.api import new_lab
+from tests.conftest import first_server_admin, settings_for
+from tests.delivery_helpers import Wired, wire
+from tests.receiver import Receiver, Reply
+
+EVENTS = 300
+
+
+@pytest.fixture
+def queue_only(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Wired, dict[str, str]]]:
+    """An API server without a worker on a fresh PostgreSQL database, and the environment a
+    `labhooks worker` process needs to share its queue."""
+    reason = live.postgres_reachable()
+    if reason:
+        if live.REQUIRE_POSTGRES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with live.postgres_database() as url:
+        live.migrate_database(url)
+        settings = settings_for(url, tmp_path, worker_concurrency=40)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | {
+            "LABHOOKS_DATABASE_URL": url,
+            "LABHOOKS_SECRET_KEY": str(settings.secret_key),
+            "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
+            "LABHOOKS_DELIVERY_TIMEOUT": "2",
+            "LABHOOKS_WORKER_CONCURRENCY": "40",
+        }
+        with (
+            live.LiveServer(settings, with_worker=False) as server,
+            first_server_admin(server) as admin,
+        ):
+            yield wire(new_lab(admin), receiver), environment
+
+
+@contextmanager
+def worker(environment: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with (
+        log.open("ab") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "labhooks", "worker"], env=environment, stdout=out, stderr=out
+        ) as process,
+    ):
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+def publish_many(wired: Wired) -> list[str]:
+    published = wired.publish(*[wired.event(value=i) for i in range(EVENTS)])
+    assert published["deliveries_created"] == EVENTS
+    return list(published["event_ids"])
+
+
+def test_a_killed_worker_loses_nothing(
+    queue_only: tuple[Wired, dict[str, str]], tmp_path: Path
+) -> None:
+    wired, environment = queue_only
+    path = wired.path()
+    subscription = wired.subscribe(wired.receiver.script(path, Reply(delay=0.2)))
+    event_ids = publish_many(wired)
+    environment = environment | {"LABHOOKS_LEASE_SECONDS": "3"}
+
+    with worker(environment, tmp_path / "first.log") as first:
+        wired.receiver.wait_for(path, 60, timeout=60)
+        first.send_signal(signal.SIGKILL)  # mid-batch: attempts in flight, results unwritten
+        first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+    sent_by_first = {r.headers["webhook-id"] for r in wired.receiver.received(path)}
+    assert wired.all_deliveries(subscription["id"], status="pending")  # work was left over
+
+    with worker(environment, tmp_path / "second.log"):
+        delivered = wired.settle(subscription["id"], "succeeded", count=EVENTS, timeout=120)
+    assert len(delivered) == EVENTS
+    received = wired.receiver.received(path)
+    assert {r.event_id for r in received} == set(event_ids)  # every event at least once
+    assert wired.all_deliveries(subscription["id"], status="pending") == []
+    # at-least-once: only what the killed worker had sent but not recorded goes out again
+    sent_twice = {i for i, n in Counter(r.headers["webhook-id"] for r in received).items() if n > 1}
+    assert sent_twice <= sent_by_first
+    assert len(received) - EVENTS == len(sent_twice)
+
+
+def test_two_workers_share_the_queue_without_duplicates(
+    queue_only: tuple[Wired, dict[str, str]], tmp_path: Path
+) -> None:
+    wired, environment = queue_only
+    path = wired.path()
+    subscription = wired.subscribe(wired.receiver.script(path, Reply(delay=0.05)))
+    with ExitStack() as stack:
+        for name in ("a", "b"):
+            stack.enter_context(worker(environment, tmp_path / f"{name}.log"))
+        event_ids = publish_many(wired)
+        wired.settle(subscription["id"], "succeeded", count=EVENTS, timeout=120)
+    received = wired.receiver.received(path)
+    assert {r.event_id for r in received} == set(event_ids)
+    sent_twice = [i for i, n in Counter(r.headers["webhook-id"] for r in received).items() if n > 1]
+    assert sent_twice == []  # leases never expired here, so nothing went out twice
+    logs = [(tmp_path / f"{name}.log").read_text() for name in ("a", "b")]
+    assert all("worker started" in text for text in logs)
