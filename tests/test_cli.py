@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from labhooks.storage.migrate import head_revision
 from tests.live import free_port
 
 LABHOOKS = [sys.executable, "-m", "labhooks"]
@@ -35,7 +36,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
 def test_migrate_creates_the_default_sqlite_file(tmp_path: Path) -> None:
     result = run(tmp_path, "migrate")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "database at revision 0001"
+    assert result.stdout.strip() == f"database at revision {head_revision()}"
     assert (tmp_path / "labhooks.db").exists()
     assert run(tmp_path, "migrate").stdout == result.stdout  # a second run changes nothing
 

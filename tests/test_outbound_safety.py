@@ -85,7 +85,7 @@ def test_allowed_networks_open_exactly_those_networks() -> None:
 def test_the_sender_refuses_before_connecting(url: str) -> None:
     async def attempt() -> str | None:
         async with Sender(AddressPolicy(), timeout=2, max_connections=4) as sender:
-            answer = await sender.send(url, {}, b"{}")
+            answer = await sender.send(sender.target(url), {}, b"{}")
         assert answer.status is None
         return answer.error
 

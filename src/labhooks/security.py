@@ -16,8 +16,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from labhooks.domain.signing import SECRET_PREFIX
+
 API_TOKEN_PREFIX = "lh_"  # noqa: S105 (a prefix, not a secret)
-SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105
 
 _hasher = PasswordHasher()
 
@@ -42,7 +43,7 @@ def hash_api_token(token: str) -> str:
 
 
 def new_signing_secret() -> str:
-    return SIGNING_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 class SecretBox:

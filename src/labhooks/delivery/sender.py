@@ -38,6 +38,12 @@ class Answer:
     retry_after: str | None = None
 
 
+@dataclass(frozen=True)
+class Target:
+    url: URL
+    refusal: str | None
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves as usual, then keeps only the addresses the policy allows."""
 
@@ -99,24 +105,23 @@ class Sender:
         if self._session is not None:
             await self._session.close()
 
-    def _check_literal_host(self, url: URL) -> None:
-        host = url.host or ""
+    def target(self, url: str) -> Target:
+        """The URL, parsed once, and the refusal if its host is an IP literal not allowed."""
+        parsed = URL(url, encoded=True)
         try:
-            address = ipaddress.ip_address(host.strip("[]"))
+            address = ipaddress.ip_address((parsed.host or "").strip("[]"))
         except ValueError:
-            return  # a name: the resolver checks what it resolves to
-        refusal = self.policy.refusal(address)
-        if refusal:
-            raise RefusedAddress(refusal)
+            return Target(parsed, None)  # a name: the resolver checks what it resolves to
+        return Target(parsed, self.policy.refusal(address))
 
-    async def send(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
+    async def send(self, target: Target, headers: dict[str, str], body: bytes) -> Answer:
         assert self._session is not None, "use `async with Sender(...)`"
         started = time.perf_counter()
         try:
-            target = URL(url, encoded=True)
-            self._check_literal_host(target)
+            if target.refusal:
+                raise RefusedAddress(target.refusal)
             async with self._session.post(
-                target, data=body, headers=headers, allow_redirects=False
+                target.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 captured = await _read_capped(response.content)
                 return Answer(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from labhooks.delivery.sender import USER_AGENT, Sender
+from labhooks.delivery.sender import USER_AGENT, Sender, Target
 from labhooks.domain.network import AddressPolicy
 from labhooks.domain.retry import Outcome, Verdict, decide
 from labhooks.domain.signing import Signer
@@ -36,6 +36,7 @@ class SubscriptionRuntime:
     """What sending to one subscription needs, decrypted once per version of it."""
 
     version: tuple[datetime, str]
+    target: Target
     signer: Signer
     headers: dict[str, str]
     logged_headers: dict[str, str]
@@ -81,6 +82,7 @@ class Worker:
         self._finished: list[Completion] = []
         self._finished_ready = asyncio.Event()
         self._room = asyncio.Event()
+        self._claim_at = max(1, min(settings.worker_batch_size, settings.worker_concurrency // 4))
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
 
@@ -108,7 +110,7 @@ class Worker:
         settings = self.settings
         while not stop.is_set():
             room = settings.worker_concurrency - len(self._in_flight)
-            if room <= 0:
+            if room < self._claim_at and self._in_flight:
                 self._room.clear()
                 await _first_of(stop, self._room.wait())
                 continue
@@ -125,7 +127,7 @@ class Worker:
                 await _first_of(stop, self.wakeup.wait(settings.poll_interval))
 
     async def _dispatch(self, claimed: list[Claimed], sender: Sender) -> None:
-        await self._load_runtimes(claimed)
+        await self._load_runtimes(claimed, sender)
         deferred: dict[float, list[str]] = {}
         for delivery in claimed:
             if delivery.rate_limit_per_s:
@@ -147,11 +149,14 @@ class Worker:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._room.set()
+        # Claim again once a useful batch fits, not for every slot that frees: one query per
+        # delivery would cost more than the deliveries.
+        if self.settings.worker_concurrency - len(self._in_flight) >= self._claim_at:
+            self._room.set()
         if not task.cancelled() and task.exception():
             log.error("an attempt crashed", exc_info=task.exception())
 
-    async def _load_runtimes(self, claimed: list[Claimed]) -> None:
+    async def _load_runtimes(self, claimed: list[Claimed], sender: Sender) -> None:
         stale = {
             c.subscription_id: c
             for c in claimed
@@ -169,6 +174,7 @@ class Worker:
             custom = {name: self.box.decrypt(value) for name, value in headers[subscription_id]}
             self._runtimes[subscription_id] = SubscriptionRuntime(
                 version=(delivery.subscription_version, delivery.secret_encrypted),
+                target=sender.target(delivery.target_url),
                 signer=Signer(secrets),
                 headers=custom,
                 logged_headers=dict.fromkeys(custom, MASK),
@@ -178,19 +184,16 @@ class Worker:
     async def _attempt(self, delivery: Claimed, sender: Sender) -> None:
         runtime = self._runtimes[delivery.subscription_id]
         timestamp = int(time.time())
+        body = delivery.payload.encode()
         standard = {
             "webhook-id": delivery.delivery_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": runtime.signer.signature(
-                delivery.delivery_id, timestamp, delivery.payload
-            ),
+            "webhook-signature": runtime.signer.signature(delivery.delivery_id, timestamp, body),
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
         started_at = utcnow()
-        answer = await sender.send(
-            delivery.target_url, runtime.headers | standard, delivery.payload.encode()
-        )
+        answer = await sender.send(runtime.target, runtime.headers | standard, body)
         outcome = Outcome(answer.status, answer.error, answer.retry_after)
         decision = decide(outcome, delivery.schedule_position + 1, runtime.schedule, utcnow())
         self._finished.append(

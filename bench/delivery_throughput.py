@@ -1,0 +1,237 @@
+"""End-to-end delivery throughput, beside a raw aiohttp client blasting the same receiver.
+
+    .venv/bin/python bench/delivery_throughput.py [--events 20000] [--database sqlite|postgresql]
+
+Publishes N events through the service layer (one subscription each), then runs one labhooks
+worker (uvloop, in this process) until every delivery is recorded as succeeded: signing, the
+custom headers, the HTTP POST, the 64 KiB capture and the batched write-back of every attempt.
+The receiver is a separate process on 127.0.0.1 answering 200 at once. The baseline is a bare
+aiohttp client POSTing the same body the same number of times with the same concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import uvloop
+from aiohttp import web
+from sqlalchemy import func, select
+
+from labhooks.delivery.worker import Worker
+from labhooks.domain.people import Role
+from labhooks.security import SecretBox
+from labhooks.services import devices, events, organizations, target_urls, tokens, users
+from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
+from labhooks.settings import Settings
+from labhooks.storage import migrate
+from labhooks.storage.database import Database
+from labhooks.storage.models import Delivery
+
+POSTGRES = os.environ.get("LABHOOKS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_receiver(port: int) -> None:
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text='{"ok":true}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", ok)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
+    )
+
+
+async def wait_for_port(port: int) -> None:
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("receiver did not start")
+
+
+async def setup(database: Database, box: SecretBox, url: str) -> tuple[object, str, str]:
+    """An organisation with a device and one subscription to the receiver; returns the publisher."""
+    async with database.session() as db:
+        root = await users.create_server_admin(db, "bench@example.org", "bench password")
+        assert root is not None
+        admin_actor = tokens.actor_for(root)
+        org = await organizations.create_organization(
+            db, admin_actor, organizations.OrganizationCreate(name="Bench", webhooks_enabled=True)
+        )
+        boss = await users.create_user(
+            db,
+            admin_actor,
+            users.UserCreate(
+                email="boss@example.org",
+                name="Boss",
+                password="bench password",
+                role=Role.ADMIN,
+                organization_id=org.id,
+            ),
+        )
+        actor = tokens.actor_for(boss)
+        await target_urls.create_target_url(db, actor, target_urls.TargetUrlCreate(url=url))
+        device = await devices.create_device(
+            db,
+            actor,
+            devices.DeviceCreate(
+                name="Balance",
+                channels=[
+                    devices.ChannelIn(
+                        key="weight", name="Weight", unit="g", trigger_events=["data_point.created"]
+                    )
+                ],
+            ),
+        )
+        channel_id, channel_key = device.channels[0].id, device.channels[0].key
+        await SubscriptionService(box).create(
+            db,
+            actor,
+            SubscriptionCreate.model_validate(
+                {
+                    "target_url": url + "in",
+                    "headers": [{"key": "Authorization", "value": "Bearer bench"}],
+                    "channels": [{"channel_id": channel_id, "events": ["data_point.created"]}],
+                }
+            ),
+        )
+        return actor, device.id, channel_key
+
+
+async def labhooks_run(
+    database_url: str, receiver_url: str, count: int, concurrency: int
+) -> dict[str, float]:
+    settings = Settings(
+        database_url=database_url,
+        secret_key="bench",
+        allowed_networks="127.0.0.0/8",
+        worker_concurrency=concurrency,
+    )
+    database = Database(database_url)
+    await migrate.upgrade(database)
+    box = SecretBox("bench")
+    actor, device_id, channel_key = await setup(database, box, receiver_url)
+
+    started = time.perf_counter()
+    batch = [
+        events.EventIn(
+            device_id=device_id,
+            channel_key=channel_key,
+            type="data_point.created",
+            data={"value": i, "unit": "g"},
+        )
+        for i in range(1000)
+    ]
+    for _ in range(count // 1000):
+        async with database.session() as db:
+            await events.publish(db, actor, batch, indexed=True)  # type: ignore[arg-type]
+    published = time.perf_counter() - started
+
+    stop = asyncio.Event()
+    worker = Worker(settings, database, box)
+    started = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    done = select(func.count()).select_from(Delivery).where(Delivery.status == "succeeded")
+    while True:
+        await asyncio.sleep(0.05)
+        async with database.session() as db:
+            if (await db.scalar(done)) == count:
+                break
+    delivered = time.perf_counter() - started
+    stop.set()
+    await task
+    await database.dispose()
+    return {"publish_per_s": count / published, "deliveries_per_s": count / delivered}
+
+
+async def baseline_run(receiver_url: str, count: int, concurrency: int) -> float:
+    body = b'{"type":"data_point.created","timestamp":"2026-11-28T10:00:00Z","data":{"value":1}}'
+    remaining = count
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def blast() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with session.post(receiver_url + "in", data=body) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(blast() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+
+
+async def fresh_database(kind: str, folder: Path) -> tuple[str, str | None]:
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'bench.db'}", None
+    name = f"labhooks_bench_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(POSTGRES)
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    return POSTGRES.rsplit("/", 1)[0] + "/" + name, name
+
+
+async def drop_database(name: str | None) -> None:
+    if name:
+        connection = await asyncpg.connect(POSTGRES)
+        await connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="a multiple of 1000")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
+    parser.add_argument("--concurrency", type=int, default=256)
+    args = parser.parse_args()
+
+    port = free_port()
+    receiver = multiprocessing.Process(target=serve_receiver, args=(port,), daemon=True)
+    receiver.start()
+    receiver_url = f"http://127.0.0.1:{port}/"
+
+    async def run() -> None:
+        await wait_for_port(port)
+        baseline = await baseline_run(receiver_url, args.events, args.concurrency)
+        with tempfile.TemporaryDirectory() as folder:
+            url, name = await fresh_database(args.database, Path(folder))
+            try:
+                ours = await labhooks_run(url, receiver_url, args.events, args.concurrency)
+            finally:
+                await drop_database(name)
+        print(
+            f"events: {args.events}, database: {args.database}, "
+            f"concurrency: {args.concurrency}, cores: {os.cpu_count()}"
+        )
+        print(f"publish (validate, fan out, queue):  {ours['publish_per_s']:9.0f} events/s")
+        print(f"labhooks deliveries end to end:      {ours['deliveries_per_s']:9.0f} deliveries/s")
+        print(f"baseline raw aiohttp POSTs:          {baseline:9.0f} requests/s")
+        print(f"ratio labhooks / baseline:           {ours['deliveries_per_s'] / baseline:9.2f}")
+
+    try:
+        uvloop.run(run())
+    finally:
+        receiver.terminate()
+
+
+if __name__ == "__main__":
+    main()
