@@ -126,7 +126,7 @@ class Sender:
                 captured = await _read_capped(response.content)
                 return Answer(
                     status=response.status,
-                    headers=dict(response.headers),
+                    headers={str(name): value for name, value in response.headers.items()},
                     body=captured.decode("utf-8", errors="replace"),
                     error=_redirect_note(response),
                     duration_ms=_elapsed(started),
