@@ -27,6 +27,7 @@ from labhooks.security import SecretBox
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.settings import Settings
 from labhooks.storage.database import Database
+from labhooks.web import setup as web
 
 API_PREFIX = "/api/v1"
 
@@ -65,12 +66,13 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
         description="Webhook subscriptions and delivery for laboratory devices.",
         lifespan=lifespan,
     )
-    problems.install(app)
+    problems.install(app, html_page=web.error_page)
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
     for module in (organizations, users, target_urls, devices, subscriptions, deliveries, events):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_operations())
+    web.install(app, settings.resolved_secret_key())
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from labhooks.domain import errors as domain
 
@@ -59,27 +59,20 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def field_errors_from_pydantic(raw_errors: Any) -> list[domain.FieldError]:
-    """Pydantic's `loc` tuples as the dotted field names the rest of labhooks uses."""
-    result = []
-    for error in raw_errors:
-        location = [str(part) for part in error["loc"]]
-        if location and location[0] in ("body", "query", "path", "header"):
-            location = location[1:]
-        message = error["msg"]
-        if error["type"] == "missing":
-            message = "is required"
-        result.append(domain.FieldError(".".join(location) or "body", message))
-    return result
-
-
 def status_of(error: domain.LabhooksError) -> int:
     return next(status for kind, status in _STATUS if isinstance(error, kind))
 
 
-def install(app: FastAPI) -> None:
-    async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
+HtmlErrorPage = Callable[[Request, domain.LabhooksError, int], Response]
+
+
+def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
+    """Problem documents for the API; pages outside /api/ get `html_page` when given."""
+
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, domain.LabhooksError)
+        if html_page and not request.url.path.startswith("/api/"):
+            return html_page(request, exc, status_of(exc))
         headers = (
             {"WWW-Authenticate": "Bearer"} if isinstance(exc, domain.Unauthenticated) else None
         )
@@ -94,7 +87,7 @@ def install(app: FastAPI) -> None:
             return problem_response(
                 400, detail, "malformed_json", [domain.FieldError("body", detail)]
             )
-        errors = field_errors_from_pydantic(raw)
+        errors = domain.field_errors_from_pydantic(raw)
         return problem_response(
             422, f"{errors[0].field}: {errors[0].message}", "invalid_input", errors
         )

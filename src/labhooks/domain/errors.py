@@ -12,7 +12,9 @@ LabhooksError
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,15 @@ class InvalidInput(LabhooksError):
 
 class TooLarge(LabhooksError):
     code = "too_large"
+
+
+def field_errors_from_pydantic(raw_errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:
+    """Pydantic's `loc` tuples as the dotted field names the rest of labhooks uses."""
+    result = []
+    for error in raw_errors:
+        location = [str(part) for part in error["loc"]]
+        if location and location[0] in ("body", "query", "path", "header"):
+            location = location[1:]
+        message = "is required" if error["type"] == "missing" else str(error["msg"])
+        result.append(FieldError(".".join(location) or "body", message))
+    return result

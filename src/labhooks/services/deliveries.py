@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -180,3 +180,46 @@ async def send_test_event(
     delivery = await db.get(Delivery, row["id"])
     assert delivery is not None
     return delivery
+
+
+async def latest_by_subscription(
+    db: AsyncSession, subscription_ids: list[str]
+) -> dict[str, Delivery]:
+    """Each subscription's newest delivery (ids are time-ordered, so the greatest id)."""
+    if not subscription_ids:
+        return {}
+    newest = (
+        select(func.max(Delivery.id))
+        .where(Delivery.subscription_id.in_(subscription_ids))
+        .group_by(Delivery.subscription_id)
+    )
+    rows = await db.scalars(select(Delivery).where(Delivery.id.in_(newest)))
+    return {d.subscription_id: d for d in rows}
+
+
+async def attempts_of(
+    db: AsyncSession, delivery_ids: list[str]
+) -> dict[str, list[DeliveryAttempt]]:
+    """The attempts of each listed delivery, in order: one query for a page of the log."""
+    result: dict[str, list[DeliveryAttempt]] = {i: [] for i in delivery_ids}
+    if delivery_ids:
+        rows = await db.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(delivery_ids))
+            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number, DeliveryAttempt.id)
+        )
+        for attempt in rows:
+            result[attempt.delivery_id].append(attempt)
+    return result
+
+
+async def bodies_of(db: AsyncSession, delivery_ids: list[str]) -> dict[str, str]:
+    """The body each listed delivery sends (its event's payload)."""
+    if not delivery_ids:
+        return {}
+    rows = await db.execute(
+        select(Delivery.id, Event.payload)
+        .join(Event, Event.id == Delivery.event_id)
+        .where(Delivery.id.in_(delivery_ids))
+    )
+    return {delivery_id: payload for delivery_id, payload in rows}

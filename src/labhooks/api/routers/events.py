@@ -8,9 +8,8 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from labhooks.api.deps import DbSession, Publisher, State
-from labhooks.api.problems import field_errors_from_pydantic
 from labhooks.api.routers.deliveries import DeliveryPublic
-from labhooks.domain.errors import InvalidInput
+from labhooks.domain.errors import InvalidInput, field_errors_from_pydantic
 from labhooks.services import events as service
 from labhooks.services.events import EventIn
 

@@ -1,0 +1,119 @@
+"""The subscription form: what the browser posts, turned into the service's input, and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from starlette.datastructures import FormData
+
+from labhooks.domain.errors import FieldError, InvalidInput, field_errors_from_pydantic
+from labhooks.domain.people import Actor
+from labhooks.services.devices import accessible_channels
+from labhooks.storage.models import Channel, WebhookSubscription
+
+Input = TypeVar("Input", bound=BaseModel)
+
+
+@dataclass
+class HeaderRow:
+    key: str = ""
+    value: str = ""
+    stored: bool = False  # editing: a value is stored and kept unless a new one is typed
+
+
+@dataclass
+class Selected:
+    channel_id: str
+    event: str
+    device: str = ""
+    channel: str = ""
+
+
+@dataclass
+class SubscriptionForm:
+    target_url: str = ""
+    description: str = ""
+    headers: list[HeaderRow] = field(default_factory=list)
+    selected: list[Selected] = field(default_factory=list)
+    ordered: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, form: FormData, stored_keys: set[str]) -> SubscriptionForm:
+        keys = [str(k) for k in form.getlist("header_key")]
+        values = [str(v) for v in form.getlist("header_value")]
+        rows = [
+            HeaderRow(k.strip(), v, stored=k.strip().lower() in stored_keys)
+            for k, v in zip(keys, values, strict=False)
+            if k.strip() or v
+        ]
+        selected = []
+        for raw in form.getlist("selected"):
+            channel_id, _, event = str(raw).partition("|")
+            if channel_id and event:
+                selected.append(Selected(channel_id, event))
+        return cls(
+            target_url=str(form.get("target_url", "")),
+            description=str(form.get("description", "")),
+            headers=rows,
+            selected=selected,
+            ordered=form.get("ordered") == "on",
+        )
+
+    @classmethod
+    def of(cls, subscription: WebhookSubscription) -> SubscriptionForm:
+        return cls(
+            target_url=subscription.target_url,
+            description=subscription.description or "",
+            headers=[HeaderRow(h.name, "", stored=True) for h in subscription.headers],
+            selected=[
+                Selected(s.channel_id, s.event_type, s.channel.device.name, s.channel.name)
+                for s in subscription.selections
+            ],
+            ordered=subscription.ordered,
+        )
+
+    def to_input(self, model: type[Input], active: bool | None = None) -> Input:
+        """The service's input; empty header values mean 'keep the stored one' (or are missing)."""
+        channels: dict[str, list[str]] = {}
+        for item in self.selected:
+            channels.setdefault(item.channel_id, []).append(item.event)
+        data: dict[str, Any] = {
+            "target_url": self.target_url,
+            "description": self.description.strip() or None,
+            "headers": [{"key": h.key, "value": h.value or None} for h in self.headers],
+            "channels": [{"channel_id": c, "events": e} for c, e in channels.items()],
+            "ordered": self.ordered,
+        }
+        if active is not None:
+            data["active"] = active
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput(field_errors_from_pydantic(exc.errors())) from None
+
+    def show(self, errors: list[FieldError]) -> None:
+        """Files each error under the form control it belongs to."""
+        for error in errors:
+            parts = error.field.split(".")
+            # a header's error goes beside its row (headers.<i>.key / .value), others by field
+            key = error.field if parts[0] == "headers" and len(parts) == 3 else parts[0]
+            self.errors.setdefault(key, error.message)
+
+    async def name_selection(self, db: AsyncSession, owner: Actor) -> None:
+        """Device and channel names for the selected pairs the owner may access."""
+        ids = {s.channel_id for s in self.selected}
+        if not ids:
+            return
+        found = await db.scalars(
+            accessible_channels(owner)
+            .where(Channel.id.in_(ids))
+            .options(selectinload(Channel.device))
+        )
+        names = {c.id: (c.device.name, c.name) for c in found}
+        for item in self.selected:
+            item.device, item.channel = names.get(item.channel_id, ("?", item.channel_id))

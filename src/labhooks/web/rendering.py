@@ -1,0 +1,46 @@
+"""Templates, and the context every page shares (who is logged in, the menu, the CSRF token)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import RedirectResponse, Response
+
+from labhooks import __version__
+from labhooks.domain.people import Actor
+from labhooks.web.auth import csrf_token
+
+HTMX = "vendor/htmx-2.0.11.min.js"  # from the npm package htmx.org, pinned in package.json
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+
+
+def render(
+    request: Request, template: str, actor: Actor | None, status_code: int = 200, **context: Any
+) -> Response:
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "actor": actor,
+            "csrf": csrf_token(request),
+            "flash": request.session.pop("flash", None),
+            "htmx": HTMX,
+            "version": __version__,
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def redirect(request: Request, url: str, flash: str | None = None) -> RedirectResponse:
+    """After a POST: see-other to `url`, with a message shown once on the next page."""
+    if flash:
+        request.session["flash"] = flash
+    return RedirectResponse(url, status_code=303)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
