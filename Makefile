@@ -4,9 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-DEMO_EMAIL ?= admin@example.org
-DEMO_PASSWORD ?= labhooks-demo
-
 .PHONY: demo test lint install
 
 $(STAMP): pyproject.toml
@@ -18,9 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/labhooks bootstrap --email $(DEMO_EMAIL) --password $(DEMO_PASSWORD)
-	@echo "Log in as $(DEMO_EMAIL) / $(DEMO_PASSWORD); the line above is an API token."
-	$(BIN)/labhooks serve
+	$(BIN)/labhooks demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -102,3 +102,73 @@ def test_bad_settings_and_input_give_one_line_and_exit_1(tmp_path: Path) -> None
     assert_one_line_error(short, "password")
     bad_email = run(tmp_path, "bootstrap", "--email", "nobody", "--password", "long enough")
     assert_one_line_error(bad_email, "e-mail")
+
+
+def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
+    with (
+        (tmp_path / "demo.log").open("w") as log,
+        subprocess.Popen(
+            [*LABHOOKS, "demo", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        ) as demo,
+    ):
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{base}/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and demo.poll() is None, (
+                        tmp_path / "demo.log"
+                    ).read_text()
+                    time.sleep(0.1)
+            printed = (tmp_path / "demo.log").read_text()
+            assert "scientist@example.org" in printed and f"{base}/demo/inspector/" in printed
+
+            def token(email: str) -> str:
+                answer = httpx.post(
+                    f"{base}/api/v1/tokens", json={"email": email, "password": "labhooks-demo"}
+                )
+                return str(answer.json()["token"])
+
+            scientist = {"Authorization": f"Bearer {token('scientist@example.org')}"}
+            admin = {"Authorization": f"Bearer {token('lab-admin@example.org')}"}
+            [weight] = [
+                c
+                for c in httpx.get(f"{base}/api/v1/channels", headers=scientist).json()["items"]
+                if c["key"] == "weight"
+            ]
+            created = httpx.post(
+                f"{base}/api/v1/webhook-subscriptions",
+                headers=scientist,
+                json={
+                    "target_url": f"{base}/demo/inspector/lims",
+                    "channels": [{"channel_id": weight["id"], "events": ["data_point.created"]}],
+                },
+            )
+            assert created.status_code == 201, created.text
+            published = httpx.post(
+                f"{base}/api/v1/events?wait=10",
+                headers=admin,
+                json={
+                    "device_id": weight["device"]["id"],
+                    "channel_key": "weight",
+                    "type": "data_point.created",
+                    "data": {"value": 12.3456, "unit": "g"},
+                },
+            ).json()
+            assert published["answers"][0]["response"] == {"received": True, "path": "lims"}
+            inspector = httpx.get(f"{base}/demo/inspector/").text
+            assert "12.3456" in inspector and "webhook-signature" in inspector
+        finally:
+            demo.send_signal(signal.SIGTERM)
+            demo.wait(timeout=20)
+    again = run(tmp_path, "migrate")  # the demo's data is in the working folder's SQLite file
+    assert again.returncode == 0

@@ -130,6 +130,41 @@ def serve(
     uvicorn.run(create_app(settings, with_worker=worker), host=host, port=port, log_level="info")
 
 
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Serve a demo on the embedded SQLite file: a demo organisation with logins and devices,
+    and a request inspector at /demo/inspector/ to watch deliveries arrive."""
+    import uvicorn
+
+    from labhooks.api.app import create_app
+    from labhooks.demo import DEMO_PASSWORD, INSPECTOR_PATH, DemoLogins, Inspector, seed
+
+    settings = _settings()
+    if not settings.allowed_networks:  # the inspector is on this machine
+        settings = settings.model_copy(update={"allowed_networks": "127.0.0.0/8,::1/128"})
+    base = f"http://127.0.0.1:{port}"
+
+    async def prepare(database: Database) -> DemoLogins:
+        await migrations.upgrade(database)
+        return await seed(database, base)
+
+    logins = _with_database(settings, prepare)
+    _logging()
+    application = create_app(settings)
+    application.include_router(Inspector().router())
+    typer.echo(
+        f"labhooks demo on {base}/  (password for every login: {DEMO_PASSWORD})\n"
+        f"  scientist (member):        {logins.member}\n"
+        f"  lab administrator:         {logins.org_admin}\n"
+        f"  server administrator:      {logins.server_admin}\n"
+        f"  request inspector:         {base}{INSPECTOR_PATH}\n"
+        f"  API docs:                  {base}/docs"
+    )
+    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning")
+
+
 @app.command("worker")
 def run_worker() -> None:
     """Run a delivery worker alone; start as many as needed against one PostgreSQL.

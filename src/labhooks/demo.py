@@ -1,0 +1,160 @@
+"""`labhooks demo`: a demo organisation to click through, and a request inspector to watch
+deliveries arrive. Seeding is idempotent: running the demo again reuses what exists."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from starlette.responses import HTMLResponse, JSONResponse
+
+from labhooks.domain.people import Role
+from labhooks.services import devices, organizations, target_urls, tokens, users
+from labhooks.services.devices import ChannelIn, DeviceCreate, GrantCreate
+from labhooks.storage.database import Database
+from labhooks.storage.models import Organization, User
+
+DEMO_PASSWORD = "labhooks-demo"  # noqa: S105 (printed for the demo's users on purpose)
+INSPECTOR_PATH = "/demo/inspector/"
+
+
+@dataclass(frozen=True)
+class DemoLogins:
+    server_admin: str
+    org_admin: str
+    member: str
+
+
+@dataclass(frozen=True)
+class Captured:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: str
+
+
+class Inspector:
+    """Keeps the last 200 requests POSTed under /demo/inspector/, and shows them."""
+
+    def __init__(self) -> None:
+        self.requests: deque[Captured] = deque(maxlen=200)
+
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+
+        @router.post(INSPECTOR_PATH + "{path:path}")
+        async def capture(request: Request, path: str) -> JSONResponse:
+            body = (await request.body()).decode("utf-8", errors="replace")
+            self.requests.appendleft(Captured(time.time(), path, dict(request.headers), body))
+            return JSONResponse({"received": True, "path": path})
+
+        @router.get(INSPECTOR_PATH)
+        async def show() -> HTMLResponse:
+            items = "".join(_item(captured) for captured in self.requests)
+            page = (
+                "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=3>"
+                "<link rel=stylesheet href=/static/app.css><title>Request inspector</title>"
+                "<main><h1>Request inspector</h1><p class=hint>Deliveries to "
+                f"<code>{INSPECTOR_PATH}…</code> on this server, newest first; refreshes every 3 s."
+                f"</p><ul class=log>{items or '<li>Nothing yet.</li>'}</ul></main>"
+            )
+            return HTMLResponse(page)
+
+        return router
+
+
+def _item(captured: Captured) -> str:
+    moment = time.strftime("%H:%M:%S", time.localtime(captured.at))
+    headers = "\n".join(f"{name}: {value}" for name, value in captured.headers.items())
+    return (
+        f"<li><h2>{moment} /{html.escape(captured.path)}</h2>"
+        f"<pre>{html.escape(headers)}</pre><pre>{html.escape(_pretty(captured.body))}</pre></li>"
+    )
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
+
+
+async def seed(database: Database, base_url: str) -> DemoLogins:
+    """The demo organisation with webhooks on, an administrator and a member, a balance and a pH
+    meter, the member's access to both, and the inspector registered as a target URL."""
+    logins = DemoLogins("admin@example.org", "lab-admin@example.org", "scientist@example.org")
+    async with database.session() as db:
+        root = await users.create_server_admin(db, logins.server_admin, DEMO_PASSWORD)
+        root = root or await tokens.check_password(db, logins.server_admin, DEMO_PASSWORD)
+        if await db.scalar(select(Organization.id).where(Organization.name == "Demo Lab")):
+            return logins
+        operator = tokens.actor_for(root)
+        lab = await organizations.create_organization(
+            db, operator, organizations.OrganizationCreate(name="Demo Lab", webhooks_enabled=True)
+        )
+        for email, name, role in (
+            (logins.org_admin, "Alex Admin", Role.ADMIN),
+            (logins.member, "Sam Scientist", Role.MEMBER),
+        ):
+            await users.create_user(
+                db,
+                operator,
+                users.UserCreate(
+                    email=email,
+                    name=name,
+                    password=DEMO_PASSWORD,
+                    role=role,
+                    organization_id=lab.id,
+                ),
+            )
+        admin = await db.scalar(select(User).where(User.email == logins.org_admin))
+        member = await db.scalar(select(User).where(User.email == logins.member))
+        assert admin is not None and member is not None
+        lab_admin = tokens.actor_for(admin)
+        await target_urls.create_target_url(
+            db,
+            lab_admin,
+            target_urls.TargetUrlCreate(
+                url=base_url + INSPECTOR_PATH, description="Demo request inspector"
+            ),
+        )
+        instruments = [
+            DeviceCreate(
+                name="Balance XS205",
+                model="Mettler Toledo XS205",
+                channels=[
+                    ChannelIn(
+                        key="weight",
+                        name="Weight",
+                        unit="g",
+                        trigger_events=["data_point.created", "command.completed"],
+                    ),
+                    ChannelIn(
+                        key="status", name="Status", trigger_events=["device.status_changed"]
+                    ),
+                ],
+            ),
+            DeviceCreate(
+                name="pH meter SevenExcellence",
+                model="Mettler Toledo S400",
+                channels=[
+                    ChannelIn(
+                        key="ph",
+                        name="pH",
+                        unit="pH",
+                        trigger_events=["data_point.created", "incident.opened", "incident.closed"],
+                    ),
+                ],
+            ),
+        ]
+        for instrument in instruments:
+            device = await devices.create_device(db, lab_admin, instrument)
+            await devices.create_grant(
+                db, lab_admin, GrantCreate(user_id=member.id, channel_id=device.channels[0].id)
+            )
+    return logins
