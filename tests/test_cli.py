@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,40 @@ def run(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [*LABHOOKS, *args], cwd=folder, env=environment, capture_output=True, text=True, timeout=60
     )
+
+
+@contextmanager
+def running(folder: Path, *args: str) -> Iterator[str]:
+    """`labhooks <args> --port P` as a subprocess in `folder`, until it answers /healthz;
+    yields its base URL and stops it with SIGTERM afterwards."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
+    log_path = folder / f"{args[0]}.log"
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            [*LABHOOKS, *args, "--port", str(port)],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        ) as process,
+    ):
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{base}/healthz")
+                    break
+                except httpx.TransportError:
+                    alive = process.poll() is None
+                    assert alive and time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.1)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -53,38 +89,12 @@ def test_bootstrap_prints_a_working_token_last_and_serve_answers_with_it(tmp_pat
     intruder = run(tmp_path, "bootstrap", "--email", "ops@lab.example", "--password", "guessing")
     assert_one_line_error(intruder, "wrong")
 
-    port = free_port()
-    with (
-        (tmp_path / "serve.log").open("w") as log,
-        subprocess.Popen(
-            [*LABHOOKS, "serve", "--port", str(port)],
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")},
-        ) as server,
-    ):
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise
-                    time.sleep(0.1)
-            for presented in (token, other):
-                me = httpx.get(
-                    f"{base}/api/v1/me", headers={"Authorization": f"Bearer {presented}"}
-                )
-                assert me.status_code == 200 and me.json()["is_server_admin"] is True
-            # with no LABHOOKS_SECRET_KEY, a key is made once and kept beside the database
-            assert (tmp_path / "labhooks.secret").stat().st_mode & 0o077 == 0
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=20)
+    with running(tmp_path, "serve") as base:
+        for presented in (token, other):
+            me = httpx.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {presented}"})
+            assert me.status_code == 200 and me.json()["is_server_admin"] is True
+        # with no LABHOOKS_SECRET_KEY, a key is made once and kept beside the database
+        assert (tmp_path / "labhooks.secret").stat().st_mode & 0o077 == 0
 
 
 def test_bad_settings_and_input_give_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -105,70 +115,44 @@ def test_bad_settings_and_input_give_one_line_and_exit_1(tmp_path: Path) -> None
 
 
 def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
-    with (
-        (tmp_path / "demo.log").open("w") as log,
-        subprocess.Popen(
-            [*LABHOOKS, "demo", "--port", str(port)],
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        ) as demo,
-    ):
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/healthz")
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and demo.poll() is None, (
-                        tmp_path / "demo.log"
-                    ).read_text()
-                    time.sleep(0.1)
-            printed = (tmp_path / "demo.log").read_text()
-            assert "scientist@example.org" in printed and f"{base}/demo/inspector/" in printed
+    with running(tmp_path, "demo") as base:
+        printed = (tmp_path / "demo.log").read_text()
+        assert "scientist@example.org" in printed and f"{base}/demo/inspector/" in printed
 
-            def token(email: str) -> str:
-                answer = httpx.post(
-                    f"{base}/api/v1/tokens", json={"email": email, "password": "labhooks-demo"}
-                )
-                return str(answer.json()["token"])
-
-            scientist = {"Authorization": f"Bearer {token('scientist@example.org')}"}
-            admin = {"Authorization": f"Bearer {token('lab-admin@example.org')}"}
-            [weight] = [
-                c
-                for c in httpx.get(f"{base}/api/v1/channels", headers=scientist).json()["items"]
-                if c["key"] == "weight"
-            ]
-            created = httpx.post(
-                f"{base}/api/v1/webhook-subscriptions",
-                headers=scientist,
-                json={
-                    "target_url": f"{base}/demo/inspector/lims",
-                    "channels": [{"channel_id": weight["id"], "events": ["data_point.created"]}],
-                },
+        def token(email: str) -> str:
+            answer = httpx.post(
+                f"{base}/api/v1/tokens", json={"email": email, "password": "labhooks-demo"}
             )
-            assert created.status_code == 201, created.text
-            published = httpx.post(
-                f"{base}/api/v1/events?wait=10",
-                headers=admin,
-                json={
-                    "device_id": weight["device"]["id"],
-                    "channel_key": "weight",
-                    "type": "data_point.created",
-                    "data": {"value": 12.3456, "unit": "g"},
-                },
-            ).json()
-            assert published["answers"][0]["response"] == {"received": True, "path": "lims"}
-            inspector = httpx.get(f"{base}/demo/inspector/").text
-            assert "12.3456" in inspector and "webhook-signature" in inspector
-        finally:
-            demo.send_signal(signal.SIGTERM)
-            demo.wait(timeout=20)
+            return str(answer.json()["token"])
+
+        scientist = {"Authorization": f"Bearer {token('scientist@example.org')}"}
+        admin = {"Authorization": f"Bearer {token('lab-admin@example.org')}"}
+        [weight] = [
+            c
+            for c in httpx.get(f"{base}/api/v1/channels", headers=scientist).json()["items"]
+            if c["key"] == "weight"
+        ]
+        created = httpx.post(
+            f"{base}/api/v1/webhook-subscriptions",
+            headers=scientist,
+            json={
+                "target_url": f"{base}/demo/inspector/lims",
+                "channels": [{"channel_id": weight["id"], "events": ["data_point.created"]}],
+            },
+        )
+        assert created.status_code == 201, created.text
+        published = httpx.post(
+            f"{base}/api/v1/events?wait=10",
+            headers=admin,
+            json={
+                "device_id": weight["device"]["id"],
+                "channel_key": "weight",
+                "type": "data_point.created",
+                "data": {"value": 12.3456, "unit": "g"},
+            },
+        ).json()
+        assert published["answers"][0]["response"] == {"received": True, "path": "lims"}
+        inspector = httpx.get(f"{base}/demo/inspector/").text
+        assert "12.3456" in inspector and "webhook-signature" in inspector
     again = run(tmp_path, "migrate")  # the demo's data is in the working folder's SQLite file
     assert again.returncode == 0
