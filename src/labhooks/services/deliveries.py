@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Update, func, select, update
+from sqlalchemy import Select, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -38,6 +38,22 @@ class TestEventIn(BaseModel):
     event_type: str | None = None
 
 
+async def _of_subscription(
+    db: AsyncSession,
+    actor: Actor,
+    subscriptions: SubscriptionService,
+    subscription_id: str,
+    status: str | None,
+) -> Select[Delivery]:
+    await subscriptions.get(db, actor, subscription_id)
+    statement = select(Delivery).where(Delivery.subscription_id == subscription_id)
+    if status:
+        if status not in STATUSES:
+            raise InvalidInput.single("status", f"must be one of {', '.join(STATUSES)}")
+        statement = statement.where(Delivery.status == status)
+    return statement
+
+
 async def list_deliveries(
     db: AsyncSession,
     actor: Actor,
@@ -46,13 +62,21 @@ async def list_deliveries(
     page: PageRequest,
     status: str | None,
 ) -> Page[Delivery]:
-    await subscriptions.get(db, actor, subscription_id)
-    statement = select(Delivery).where(Delivery.subscription_id == subscription_id)
-    if status:
-        if status not in STATUSES:
-            raise InvalidInput.single("status", f"must be one of {', '.join(STATUSES)}")
-        statement = statement.where(Delivery.status == status)
+    statement = await _of_subscription(db, actor, subscriptions, subscription_id, status)
     return await fetch_page(db, statement, Delivery.id, page)
+
+
+async def recent_deliveries(
+    db: AsyncSession,
+    actor: Actor,
+    subscriptions: SubscriptionService,
+    subscription_id: str,
+    status: str | None,
+    limit: int = 50,
+) -> list[Delivery]:
+    """The newest deliveries of a subscription first: the delivery log as people read it."""
+    statement = await _of_subscription(db, actor, subscriptions, subscription_id, status)
+    return list(await db.scalars(statement.order_by(Delivery.id.desc()).limit(limit)))
 
 
 async def get_delivery(

@@ -194,10 +194,9 @@ async def detail(
 ) -> Response:
     subscription = await state.subscriptions.get(db, actor, subscription_id)
     status = status or None
-    page = await deliveries.list_deliveries(
-        db, actor, state.subscriptions, subscription_id, PageRequest(limit=50), status
+    log = await deliveries.recent_deliveries(
+        db, actor, state.subscriptions, subscription_id, status
     )
-    log = sorted(page.items, key=lambda d: d.id, reverse=True)
     attempts = await deliveries.attempts_of(db, [d.id for d in log])
     bodies = await deliveries.bodies_of(db, [d.id for d in log])
     return render(
