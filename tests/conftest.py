@@ -45,7 +45,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 
 def settings_for(database_url: str, folder: Path, **overrides: object) -> Settings:
-    """Fast retries and timeouts, and loopback allowed, so deliveries reach test receivers."""
+    """Fast retries and timeouts; deliveries may reach loopback (the test receivers) and nothing
+    else, whatever URL a test subscribes."""
     values: dict[str, object] = {
         "database_url": database_url,
         "secret_key": "test secret key",
@@ -54,6 +55,7 @@ def settings_for(database_url: str, folder: Path, **overrides: object) -> Settin
         "retry_schedule": "0,0.2,0.2,0.2",
         "delivery_timeout": 1.0,
         "allowed_networks": "127.0.0.0/8,::1/128",
+        "deliver_to_public": False,  # tests never send anything beyond this machine
         "poll_interval": 0.2,
     }
     return Settings(**(values | overrides))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.api import PASSWORD, Api, Lab, new_lab, subscription_body, unique
 
-HOOKS = "https://lims.example.org/hooks/"
+HOOKS = "http://127.0.0.1:9/hooks/"  # a closed loopback port: deliveries fail, locally
 
 
 @dataclass
@@ -26,6 +26,16 @@ class World:
     member_id: str
     device: dict[str, Any]
     subscription_id: str
+    event_id: str
+    delivery_id: str
+
+    def event(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device["id"],
+            "channel_key": "weight",
+            "type": "data_point.created",
+            "data": {"value": 1},
+        }
 
     @property
     def admin(self) -> Api:
@@ -83,7 +93,29 @@ def world(server_admin: Api) -> World:
     subscription = member.ok(
         "POST", "/webhook-subscriptions", subscription_body(channel, HOOKS + "a"), 201
     )
-    return World(lab, callers, member_id, device, subscription["id"])
+    published = lab.admin.ok(
+        "POST",
+        "/events",
+        {
+            "device_id": device["id"],
+            "channel_key": "weight",
+            "type": "data_point.created",
+            "data": {"value": 1},
+        },
+        202,
+    )
+    [delivery] = member.ok("GET", f"/webhook-subscriptions/{subscription['id']}/deliveries")[
+        "items"
+    ]
+    return World(
+        lab,
+        callers,
+        member_id,
+        device,
+        subscription["id"],
+        published["event_ids"][0],
+        delivery["id"],
+    )
 
 
 Path = Callable[[World], str]

@@ -367,3 +367,14 @@ def test_members_cannot_publish_but_gateway_tokens_can(wired: Wired, lab: Lab) -
         201,
     )["token"]
     assert lab.admin.as_(gateway).post("/events", wired.event()).status_code == 202
+
+
+def test_a_slow_target_does_not_hold_back_the_others(wired: Wired) -> None:
+    slow_path, fast_path = wired.path(), wired.path()
+    wired.subscribe(wired.receiver.script(slow_path, Reply(delay=0.8)))
+    fast = wired.subscribe(wired.receiver.script(fast_path, OK))
+    wired.publish(*[wired.event(value=i) for i in range(10)])  # 20 deliveries, one batch
+    fast_arrivals = [r.at for r in wired.receiver.wait_for(fast_path, 10)]
+    first_slow = min(r.at for r in wired.receiver.wait_for(slow_path, 1))
+    assert max(fast_arrivals) < first_slow + 0.8  # all fast ones went out before a slow one ended
+    wired.settle(fast["id"], "succeeded", count=10)

@@ -62,6 +62,13 @@ def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().refusal(ipaddress.ip_address(address)) is None
 
 
+def test_with_public_deliveries_off_only_the_allowed_networks_are_reachable() -> None:
+    policy = AddressPolicy(parse_networks("10.20.0.0/16"), public=False)
+    assert policy.refusal(ipaddress.ip_address("10.20.3.4")) is None
+    refusal = policy.refusal(ipaddress.ip_address("8.8.8.8"))
+    assert refusal is not None and "LABHOOKS_DELIVER_TO_PUBLIC" in refusal
+
+
 def test_allowed_networks_open_exactly_those_networks() -> None:
     policy = AddressPolicy(parse_networks("10.20.0.0/16, 127.0.0.0/8"))
     assert policy.refusal(ipaddress.ip_address("10.20.3.4")) is None

@@ -39,6 +39,7 @@ def queue_only(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Wired, dict
             "LABHOOKS_DATABASE_URL": url,
             "LABHOOKS_SECRET_KEY": str(settings.secret_key),
             "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
+            "LABHOOKS_DELIVER_TO_PUBLIC": "false",
             "LABHOOKS_DELIVERY_TIMEOUT": "2",
             "LABHOOKS_WORKER_CONCURRENCY": "40",
         }

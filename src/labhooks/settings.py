@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     allowed_networks: str = Field(
         "", description="Comma-separated CIDRs that deliveries may reach besides public addresses"
     )
+    deliver_to_public: bool = Field(
+        True, description="Off: deliveries reach only LABHOOKS_ALLOWED_NETWORKS, no public address"
+    )
     retry_schedule: str = Field(
         "0,5,300,1800,7200,18000,36000,36000",
         description="Comma-separated seconds to wait before each attempt (the first normally 0)",

@@ -75,7 +75,7 @@ class Worker:
         self.box = box
         self.wakeup = database.wakeup
         self.on_written = on_written or (lambda: None)
-        self.policy = AddressPolicy(settings.networks)
+        self.policy = AddressPolicy(settings.networks, public=settings.deliver_to_public)
         self._runtimes: dict[str, SubscriptionRuntime] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight: set[asyncio.Task[None]] = set()

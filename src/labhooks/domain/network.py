@@ -45,8 +45,12 @@ def _kind(address: IPAddress) -> str:
 
 
 class AddressPolicy:
-    def __init__(self, allowed_networks: Iterable[IPNetwork] = ()) -> None:
+    """`allowed_networks` are reachable besides public addresses; with `public=False`, only
+    they are (a lab whose deliveries must stay on its own networks)."""
+
+    def __init__(self, allowed_networks: Iterable[IPNetwork] = (), public: bool = True) -> None:
         self.allowed = tuple(allowed_networks)
+        self.public = public
 
     @staticmethod
     def unwrap(address: IPAddress) -> IPAddress:
@@ -60,7 +64,12 @@ class AddressPolicy:
         if any(plain in network for network in self.allowed):
             return None
         if plain.is_global and not plain.is_multicast:
-            return None
+            if self.public:
+                return None
+            return (
+                f"refused to connect to {address}: a public address, and "
+                "LABHOOKS_DELIVER_TO_PUBLIC is off; only LABHOOKS_ALLOWED_NETWORKS may be reached"
+            )
         return (
             f"refused to connect to {address}: {_kind(plain)}; "
             "LABHOOKS_ALLOWED_NETWORKS can allow its network"
