@@ -304,15 +304,6 @@ def test_wrong_credentials_say_so_and_repeated_failures_are_limited(
     expect(page.locator("#login-error")).to_contain_text("Too many failed attempts")
 
 
-def test_a_form_posted_without_the_csrf_token_is_refused(server, lims: Wired) -> None:
-    import httpx
-
-    with httpx.Client(base_url=server.url) as browserless:
-        response = browserless.post("/login", data={"email": "x@y.example", "password": "z"})
-    assert response.status_code == 403
-    assert "reload the page" in response.text
-
-
 def test_pages_are_readable_at_phone_width(browser: Browser, server, lims: Wired) -> None:
     member, _, email = member_of(lims)
     lims.subscribe(lims.receiver.url("/phone"), api=member)
@@ -385,3 +376,16 @@ def test_administrators_manage_organisations_urls_users_access_and_devices(
     expect(page.locator("#channel-access")).to_contain_text(
         "Toni Technician → Plate reader Spark · Optical density"
     )
+
+
+def test_unknown_pages_and_bad_addresses_answer_a_page_not_json(
+    page: Page, server, lims: Wired
+) -> None:
+    _, _, email = member_of(lims)
+    log_in(page, server.url, email)
+    response = page.goto(f"{server.url}/no-such-page")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", name="Not Found")).to_be_visible()
+    response = page.goto(f"{server.url}/webhook-subscriptions/sub_nope")
+    assert response is not None and response.status == 404
+    expect(page.locator("main")).to_contain_text("Webhook subscription not found")

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     deliver_to_public: bool = Field(
         True, description="Off: deliveries reach only LABHOOKS_ALLOWED_NETWORKS, no public address"
     )
+    secure_cookies: bool = Field(
+        False, description="Mark the web session cookie Secure: set it when serving over HTTPS"
+    )
     retry_schedule: str = Field(
         "0,5,300,1800,7200,18000,36000,36000",
         description="Comma-separated seconds to wait before each attempt (the first normally 0)",

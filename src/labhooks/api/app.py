@@ -72,7 +72,7 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_operations())
-    web.install(app, settings.resolved_secret_key())
+    web.install(app, settings.resolved_secret_key(), settings.secure_cookies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

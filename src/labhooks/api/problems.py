@@ -63,25 +63,33 @@ def status_of(error: domain.LabhooksError) -> int:
     return next(status for kind, status in _STATUS if isinstance(error, kind))
 
 
-HtmlErrorPage = Callable[[Request, domain.LabhooksError, int], Response]
+HtmlErrorPage = Callable[[Request, str, int], Response]
 
 
 def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
     """Problem documents for the API; pages outside /api/ get `html_page` when given."""
 
+    def for_people(request: Request) -> bool:
+        return html_page is not None and not request.url.path.startswith("/api/")
+
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, domain.LabhooksError)
-        if html_page and not request.url.path.startswith("/api/"):
-            return html_page(request, exc, status_of(exc))
+        if html_page and for_people(request):
+            return html_page(request, exc.detail, status_of(exc))
         headers = (
             {"WWW-Authenticate": "Bearer"} if isinstance(exc, domain.Unauthenticated) else None
         )
         errors = getattr(exc, "errors", None)
         return problem_response(status_of(exc), exc.detail, exc.code, errors, headers)
 
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         raw = list(exc.errors())
+        if html_page and for_people(request):
+            first = domain.field_errors_from_pydantic(raw)[0]
+            return html_page(
+                request, f"This address is not valid: {first.field} {first.message}.", 400
+            )
         if any(e["type"] == "json_invalid" for e in raw):
             detail = "The request body is not valid JSON."
             return problem_response(
@@ -92,10 +100,12 @@ def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
             422, f"{errors[0].field}: {errors[0].message}", "invalid_input", errors
         )
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         phrase = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) else phrase
+        if html_page and for_people(request) and exc.status_code >= 400:
+            return html_page(request, f"{detail}.", exc.status_code)
         code = phrase.lower().replace(" ", "_").replace("-", "_")
         return problem_response(exc.status_code, detail, code, headers=exc.headers)
 

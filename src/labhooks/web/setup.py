@@ -12,7 +12,6 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from labhooks.domain.errors import LabhooksError
 from labhooks.web import admin, login, subscriptions
 from labhooks.web.auth import LoginRequired
 from labhooks.web.rendering import render
@@ -20,7 +19,7 @@ from labhooks.web.rendering import render
 SESSION_HOURS = 12
 
 
-def install(app: FastAPI, secret_key: str) -> None:
+def install(app: FastAPI, secret_key: str, secure_cookies: bool) -> None:
     session_key = hashlib.sha256(b"labhooks web sessions\0" + secret_key.encode()).hexdigest()
     app.add_middleware(
         SessionMiddleware,
@@ -28,6 +27,7 @@ def install(app: FastAPI, secret_key: str) -> None:
         session_cookie="labhooks_session",
         max_age=SESSION_HOURS * 3600,
         same_site="lax",
+        https_only=secure_cookies,
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     for module in (login, subscriptions, admin):
@@ -40,12 +40,12 @@ def install(app: FastAPI, secret_key: str) -> None:
     app.add_exception_handler(LoginRequired, login_required)
 
 
-def error_page(request: Request, error: LabhooksError, status: int) -> Response:
+def error_page(request: Request, message: str, status: int) -> Response:
     return render(
         request,
         "error.html",
         None,
         status_code=status,
         title=HTTPStatus(status).phrase,
-        message=error.detail,
+        message=message,
     )
