@@ -1,8 +1,9 @@
 """The worker: claims due deliveries, sends each as its own task, writes results in batches.
 
 Claiming, sending and writing overlap: the claim loop keeps up to `worker_concurrency` attempts
-in flight and claims more as soon as there is room, so a slow or dead target only ever holds the
-slots of its own attempts, never a whole batch. The writer flushes finished attempts together.
+in flight and claims again once a quarter of the slots are free, so a slow or dead target only
+ever holds the slots of its own attempts, never a whole batch. The writer flushes finished
+attempts together.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from labhooks.delivery.sender import USER_AGENT, Sender, Target
+from labhooks.domain.headers import MASKED_VALUE
 from labhooks.domain.network import AddressPolicy
 from labhooks.domain.retry import Outcome, Verdict, decide
 from labhooks.domain.signing import Signer
@@ -27,7 +29,6 @@ from labhooks.storage.models import utcnow
 from labhooks.storage.queue import Claimed, Completion, DeliveryQueue
 
 log = logging.getLogger("labhooks.worker")
-MASK = "••••••••"
 ERROR_BACKOFF_S = 0.5
 
 
@@ -177,7 +178,7 @@ class Worker:
                 target=sender.target(delivery.target_url),
                 signer=Signer(secrets),
                 headers=custom,
-                logged_headers=dict.fromkeys(custom, MASK),
+                logged_headers=dict.fromkeys(custom, MASKED_VALUE),
                 schedule=tuple(delivery.retry_schedule or self.settings.schedule),
             )
 

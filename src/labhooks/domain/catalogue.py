@@ -144,10 +144,6 @@ EVENT_TYPES: dict[str, EventType] = {
 }
 
 
-def unknown_event_types(names: list[str]) -> list[str]:
-    return [n for n in names if n not in EVENT_TYPES]
-
-
 RESERVED_DATA_KEYS = frozenset({"event_id", "device", "channel", "test"})
 
 

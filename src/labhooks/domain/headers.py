@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from labhooks.domain.errors import FieldError
 
 MAX_HEADERS = 32
+MASKED_VALUE = "••••••••"  # what is shown instead of a stored value, in the API and the logs
 MAX_HEADERS_BYTES = 16 * 1024  # names and values together, UTF-8 encoded
 RESERVED_HEADER_NAMES = frozenset(
     {

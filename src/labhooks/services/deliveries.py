@@ -27,8 +27,6 @@ from labhooks.storage.models import (
     utcnow,
 )
 
-STATUSES = ("pending", "succeeded", "failed", "cancelled")
-
 
 class ReplayIn(BaseModel):
     since: datetime
@@ -48,8 +46,8 @@ async def _of_subscription(
     await subscriptions.get(db, actor, subscription_id)
     statement = select(Delivery).where(Delivery.subscription_id == subscription_id)
     if status:
-        if status not in STATUSES:
-            raise InvalidInput.single("status", f"must be one of {', '.join(STATUSES)}")
+        if status not in queue.STATUSES:
+            raise InvalidInput.single("status", f"must be one of {', '.join(queue.STATUSES)}")
         statement = statement.where(Delivery.status == status)
     return statement
 
@@ -133,7 +131,7 @@ async def replay_failed(
     result = await db.execute(
         _requeue().where(
             Delivery.subscription_id == subscription_id,
-            Delivery.status == "failed",
+            Delivery.status == queue.FAILED,
             Delivery.created_at >= since,
         )
     )

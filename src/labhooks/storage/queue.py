@@ -31,7 +31,9 @@ from labhooks.storage.models import (
     utcnow,
 )
 
-PENDING, CANCELLED = "pending", "cancelled"
+PENDING, CANCELLED = Verdict.RETRY.value, "cancelled"
+FAILED = Verdict.FAILED.value
+STATUSES = (PENDING, Verdict.SUCCEEDED.value, FAILED, CANCELLED)  # every state a delivery has
 NOTIFY_CHANNEL = "labhooks_deliveries"
 FRESH, RETRY = 0, 1  # priorities: fresh deliveries are claimed before retries
 

@@ -17,6 +17,7 @@ from labhooks.services.organizations import load_organization
 from labhooks.services.pages import PageRequest
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
 from labhooks.services.target_urls import list_target_urls
+from labhooks.storage import queue
 from labhooks.web.auth import CsrfChecked, WebActor
 from labhooks.web.forms import HeaderRow, SubscriptionForm
 from labhooks.web.rendering import is_htmx, redirect, render
@@ -210,7 +211,7 @@ async def detail(
         attempts=attempts,
         bodies=bodies,
         status=status,
-        statuses=deliveries.STATUSES,
+        statuses=queue.STATUSES,
         now=datetime.now(UTC),
     )
 

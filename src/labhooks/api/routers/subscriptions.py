@@ -6,17 +6,16 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, State
+from labhooks.domain.headers import MASKED_VALUE
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
 from labhooks.storage.models import WebhookSubscription
 
 router = APIRouter(prefix="/webhook-subscriptions", tags=["webhook subscriptions"])
 
-MASK = "••••••••"
-
 
 class HeaderPublic(BaseModel):
     key: str
-    masked_value: str = MASK
+    masked_value: str = MASKED_VALUE
 
 
 class ChannelSelectionPublic(BaseModel):
