@@ -27,7 +27,7 @@ import uvloop
 from aiohttp import web
 from sqlalchemy import func, select
 
-from labhooks.delivery.worker import Worker
+from labhooks.delivery.worker import run_worker
 from labhooks.domain.people import Role
 from labhooks.security import SecretBox
 from labhooks.services import devices, events, organizations, target_urls, tokens, users
@@ -147,9 +147,8 @@ async def labhooks_run(
     published = time.perf_counter() - started
 
     stop = asyncio.Event()
-    worker = Worker(settings, database, box)
     started = time.perf_counter()
-    task = asyncio.create_task(worker.run(stop))
+    task = asyncio.create_task(run_worker(settings, database, box, stop))
     done = select(func.count()).select_from(Delivery).where(Delivery.status == "succeeded")
     while True:
         await asyncio.sleep(0.05)

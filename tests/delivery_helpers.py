@@ -90,8 +90,38 @@ class Wired:
                 raise AssertionError(f"waited for {count} {status}: {everything}")
             time.sleep(0.05)
 
+    def attempted(self, subscription_id: str, attempts: int, timeout: float = 15) -> list[Any]:
+        """Waits until the subscription's deliveries have recorded `attempts` attempts in all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.all_deliveries(subscription_id)
+            if sum(d["attempt_count"] for d in found) >= attempts:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited for {attempts} attempts: {found}")
+            time.sleep(0.05)
+
 
 def wire(lab: Lab, receiver: Receiver) -> Wired:
     lab.register(f"http://127.0.0.1:{receiver.port}/")
     device = lab.add_device("Balance XS205")
     return Wired(lab, receiver, device)
+
+
+def run_sql(database_url: str, statement: str, **params: Any) -> None:
+    """A change made behind the service's back (damage, a clock moved), for a test to stage."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from labhooks.storage.database import Database
+
+    async def run() -> None:
+        database = Database(database_url)
+        try:
+            async with database.engine.begin() as connection:
+                await connection.execute(text(statement), params)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import uvicorn
 
-from labhooks.api.app import create_app
+from labhooks.app import create_app
 from labhooks.settings import Settings
 from labhooks.storage import migrate
 from labhooks.storage.database import Database

@@ -9,9 +9,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from labhooks import __version__
+from labhooks.settings import Settings
 from tests.api import Lab, problem_fields
-from tests.delivery_helpers import Wired, wire
-from tests.receiver import Receiver, Reply
+from tests.delivery_helpers import Wired, run_sql, wire
+from tests.receiver import RawReceiver, Receiver, Reply
 
 OK = Reply()
 FAIL = Reply(status=500, body=b"down")
@@ -378,3 +379,90 @@ def test_a_slow_target_does_not_hold_back_the_others(wired: Wired) -> None:
     first_slow = min(r.at for r in wired.receiver.wait_for(slow_path, 1))
     assert max(fast_arrivals) < first_slow + 0.8  # all fast ones went out before a slow one ended
     wired.settle(fast["id"], "succeeded", count=10)
+
+
+def test_deleting_a_user_cancels_the_queued_deliveries_of_its_subscriptions(
+    wired: Wired, lab: Lab
+) -> None:
+    member, member_id = lab.add_member()
+    lab.grant(member_id, wired.channel_id)
+    path = wired.path()
+    subscription = wired.subscribe(
+        wired.receiver.script(path, FAIL), api=member, retry_schedule=[0, 3600]
+    )
+    wired.publish(wired.event())
+    [delivery] = wired.attempted(subscription["id"], attempts=1)
+    assert lab.admin.delete(f"/users/{member_id}").status_code == 204
+    kept = wired.delivery(delivery["id"])
+    assert kept["status"] == "cancelled" and kept["completed_at"] is not None
+    assert len(kept["attempts"]) == 1  # its history stays readable
+
+
+def test_a_secret_that_cannot_be_decrypted_fails_its_own_deliveries_alone(
+    wired: Wired, settings: Settings
+) -> None:
+    """A damaged signing secret or header value (or a changed LABHOOKS_SECRET_KEY) fails the
+    deliveries of that subscription with an attempt that says so; the batch goes out."""
+    bad_secret_path, bad_header_path, good_path = wired.path(), wired.path(), wired.path()
+    bad_secret = wired.subscribe(wired.receiver.script(bad_secret_path), retry_schedule=[0, 3600])
+    bad_header = wired.subscribe(wired.receiver.script(bad_header_path), retry_schedule=[0, 3600])
+    good = wired.subscribe(wired.receiver.script(good_path))
+    damaged = "gAAAAABdamaged"
+    run_sql(
+        settings.database_url,
+        "UPDATE webhook_subscriptions SET secret_encrypted = :v WHERE id = :id",
+        v=damaged,
+        id=bad_secret["id"],
+    )
+    run_sql(
+        settings.database_url,
+        "UPDATE subscription_headers SET value_encrypted = :v WHERE subscription_id = :id",
+        v=damaged,
+        id=bad_header["id"],
+    )
+    wired.publish(wired.event())  # three deliveries, claimed in one batch
+    wired.receiver.wait_for(good_path, 1)
+    wired.settle(good["id"], "succeeded")
+    for subscription, what in ((bad_secret, "signing secret"), (bad_header, "header")):
+        [delivery] = wired.attempted(subscription["id"], attempts=1)
+        assert delivery["status"] == "pending"  # retried on the schedule, like any failure
+        [attempt] = wired.delivery(delivery["id"])["attempts"]
+        assert attempt["response_status"] is None
+        assert what in attempt["error"] and "LABHOOKS_SECRET_KEY" in attempt["error"]
+    assert wired.receiver.received(bad_secret_path) == []
+    assert wired.receiver.received(bad_header_path) == []
+
+
+LATIN1_HEADER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n"
+    b"Content-Disposition: attachment; filename=M\xfcller.csv\r\nContent-Length: 2\r\n\r\nok"
+)
+NUL_BODY = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\na\x00b\xffc"
+
+
+def test_odd_answers_are_stored_escaped_and_never_stall_other_deliveries(
+    wired: Wired, lab: Lab
+) -> None:
+    """A Latin-1 byte in a response header, a NUL and an invalid UTF-8 byte in a body: each is
+    stored with the bytes escaped and a note, and every other delivery is recorded as usual."""
+    with RawReceiver(LATIN1_HEADER) as latin1, RawReceiver(NUL_BODY) as nul:
+        for raw in (latin1, nul):
+            lab.register(raw.url())
+        odd_header = wired.subscribe(latin1.url("/in"))
+        odd_body = wired.subscribe(nul.url("/in"))
+        good_path = wired.path()
+        good = wired.subscribe(wired.receiver.script(good_path))
+        wired.publish(wired.event(1))
+        wired.settle(good["id"], "succeeded")
+        [header_delivery] = wired.settle(odd_header["id"], "succeeded")
+        [body_delivery] = wired.settle(odd_body["id"], "succeeded")
+        wired.publish(wired.event(2))  # and the worker goes on recording
+        wired.settle(good["id"], "succeeded", count=2)
+    [attempt] = wired.delivery(header_delivery["id"])["attempts"]
+    assert attempt["response_headers"]["Content-Disposition"] == (
+        "attachment; filename=M\\xfcller.csv"
+    )
+    assert "escaped" in attempt["response_note"] and "header" in attempt["response_note"]
+    [attempt] = wired.delivery(body_delivery["id"])["attempts"]
+    assert attempt["response_body"] == "a\\x00b\\xffc"
+    assert "escaped" in attempt["response_note"] and "body" in attempt["response_note"]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from labhooks.delivery.sender import Sender
+from labhooks.delivery.http import HttpSender
+from labhooks.delivery.sender import Request
 from labhooks.domain.network import AddressPolicy, parse_networks
 from tests.api import Api, new_lab
 from tests.conftest import first_server_admin, settings_for
@@ -91,10 +92,10 @@ def test_allowed_networks_open_exactly_those_networks() -> None:
 )
 def test_the_sender_refuses_before_connecting(url: str) -> None:
     async def attempt() -> str | None:
-        async with Sender(AddressPolicy(), timeout=2, max_connections=4) as sender:
-            answer = await sender.send(sender.target(url), {}, b"{}")
-        assert answer.status is None
-        return answer.error
+        async with HttpSender(AddressPolicy(), timeout=2, max_connections=4) as sender:
+            attempt = await sender.send(Request("dlv_x", 1, url, {}, {}, b"{}"))
+        assert attempt.response_status is None
+        return attempt.error
 
     _GUARD["on"] = True
     try:

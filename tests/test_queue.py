@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from labhooks.domain.retry import Decision, Verdict
+from labhooks.domain.outcomes import Attempt, AutoDisable, Decision, Verdict
 from labhooks.storage.database import Database
 from labhooks.storage.models import utcnow
-from labhooks.storage.queue import Claimed, Completion, DeliveryQueue
+from labhooks.storage.queue import Claimed, DeliveryQueue, Finished
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import Wired, wire
@@ -42,9 +42,8 @@ def claim(url: str, limit: int) -> list[Claimed]:
 def record_failure_due_now(url: str, delivery: Claimed) -> None:
     """As a worker would after a failed attempt: a retry, due a second ago."""
     now = utcnow()
-    completion = Completion(
+    attempt = Attempt(
         delivery_id=delivery.delivery_id,
-        subscription_id=delivery.subscription_id,
         number=1,
         started_at=now,
         duration_ms=1.0,
@@ -52,14 +51,13 @@ def record_failure_due_now(url: str, delivery: Claimed) -> None:
         response_status=500,
         response_headers={},
         response_body="down",
-        error=None,
-        decision=Decision(Verdict.RETRY, now - timedelta(seconds=1)),
     )
+    finished = Finished(delivery, attempt, Decision(Verdict.RETRY, now - timedelta(seconds=1)))
 
     async def run() -> None:
         database = Database(url)
         try:
-            await DeliveryQueue(database).complete([completion], auto_disable_after_s=86400)
+            await DeliveryQueue(database).complete([finished], AutoDisable(after_days=1))
         finally:
             await database.dispose()
 

@@ -120,7 +120,7 @@ def serve(
     LABHOOKS_DATABASE_URL says otherwise."""
     import uvicorn
 
-    from labhooks.api.app import create_app
+    from labhooks.app import create_app
 
     settings = _settings()
     if migrate:
@@ -138,7 +138,7 @@ def demo(
     and a request inspector at /demo/inspector/ to watch deliveries arrive."""
     import uvicorn
 
-    from labhooks.api.app import create_app
+    from labhooks.app import create_app
     from labhooks.demo import DEMO_PASSWORD, INSPECTOR_PATH, DemoLogins, Inspector, seed
 
     settings = _settings()
@@ -169,7 +169,7 @@ def demo(
 def run_worker() -> None:
     """Run a delivery worker alone; start as many as needed against one PostgreSQL.
     Stops cleanly on SIGINT/SIGTERM, finishing the attempts in flight."""
-    from labhooks.delivery.worker import Worker
+    from labhooks.delivery.worker import run_worker
     from labhooks.security import SecretBox
 
     settings = _settings()
@@ -180,8 +180,7 @@ def run_worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        box = SecretBox(settings.resolved_secret_key())
-        await Worker(settings, database, box).run(stop)
+        await run_worker(settings, database, SecretBox(settings.resolved_secret_key()), stop)
 
     _with_database(settings, work)
 

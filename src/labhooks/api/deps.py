@@ -1,67 +1,20 @@
-"""What a handler may ask for: the session, the caller, paging, the shared services."""
+"""What an API handler may ask for besides the session and state (labhooks.dependencies): the
+caller behind the bearer token, and paging."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from labhooks.dependencies import DbSession
 from labhooks.domain.errors import PermissionDenied, Unauthenticated
 from labhooks.domain.people import Actor, TokenScope
-from labhooks.security import SecretBox
 from labhooks.services.pages import Page, PageRequest
-from labhooks.services.subscriptions import SubscriptionService
 from labhooks.services.tokens import authenticate
-from labhooks.settings import Settings
-from labhooks.storage.database import Database
 
-
-@dataclass
-class AppState:
-    """Everything made once at start-up and shared by all requests."""
-
-    settings: Settings
-    database: Database
-    box: SecretBox
-    subscriptions: SubscriptionService
-    attempts_written: Pulse
-
-
-class Pulse:
-    """Lets request handlers wait until this process's worker has recorded more attempts."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.labhooks
-    return state
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with _state(request).database.session() as session:
-        yield session
-
-
-State = Annotated[AppState, Depends(_state)]
-DbSession = Annotated[AsyncSession, Depends(_session)]
 _bearer = HTTPBearer(auto_error=False, description="An API token from POST /api/v1/tokens")
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
+from labhooks.api import API_PREFIX
 from labhooks.domain import errors as domain
 
 PROBLEM_JSON = "application/problem+json"
@@ -67,10 +68,10 @@ HtmlErrorPage = Callable[[Request, str, int], Response]
 
 
 def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
-    """Problem documents for the API; pages outside /api/ get `html_page` when given."""
+    """Problem documents for the API; pages outside API_PREFIX get `html_page` when given."""
 
     def for_people(request: Request) -> bool:
-        return html_page is not None and not request.url.path.startswith("/api/")
+        return html_page is not None and not request.url.path.startswith(API_PREFIX + "/")
 
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, domain.LabhooksError)

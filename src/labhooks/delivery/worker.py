@@ -1,9 +1,11 @@
-"""The worker: claims due deliveries, sends each as its own task, writes results in batches.
+"""The worker: claims due deliveries, sends each as its own task, records results in batches.
 
-Claiming, sending and writing overlap: the claim loop keeps up to `worker_concurrency` attempts
-in flight and claims again once a quarter of the slots are free, so a slow or dead target only
-ever holds the slots of its own attempts, never a whole batch. The writer flushes finished
-attempts together.
+Claiming, sending and recording overlap: the claim loop keeps up to `worker_concurrency`
+attempts in flight and claims again once a quarter of the slots are free, so a slow or dead
+target only ever holds the slots of its own attempts, never a whole batch. One bad item fails
+alone: a subscription whose secret cannot be decrypted gets failed attempts that say why, a
+sender that raises fails its own attempt, and a batch of results that cannot be written is split
+until the one attempt that cannot be stored is recorded without its answer.
 """
 
 from __future__ import annotations
@@ -17,45 +19,58 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from labhooks.delivery.sender import USER_AGENT, Sender, Target
+from cryptography.fernet import InvalidToken
+
+from labhooks.delivery.http import HttpSender
+from labhooks.delivery.sender import USER_AGENT, Request, Sender
 from labhooks.domain.headers import MASKED_VALUE
 from labhooks.domain.network import AddressPolicy
-from labhooks.domain.retry import Outcome, Verdict, decide
+from labhooks.domain.outcomes import Attempt, AutoDisable, Decision, Verdict, decide
 from labhooks.domain.signing import Signer
 from labhooks.security import SecretBox
 from labhooks.settings import Settings
+from labhooks.signals import Signal
 from labhooks.storage.database import Database
 from labhooks.storage.models import utcnow
-from labhooks.storage.queue import Claimed, Completion, DeliveryQueue
+from labhooks.storage.queue import Claimed, DeliveryQueue, Finished, SubscriptionDetails
 
 log = logging.getLogger("labhooks.worker")
 ERROR_BACKOFF_S = 0.5
+GIVE_UP_WRITING_AT_STOP = 5  # tries to record the last results while stopping, then leave them
+UNDECRYPTABLE = (
+    "LABHOOKS_SECRET_KEY is not the key it was stored with, or the stored value is damaged"
+)
 
 
 @dataclass(frozen=True)
 class SubscriptionRuntime:
     """What sending to one subscription needs, decrypted once per version of it."""
 
-    version: tuple[datetime, str]
-    target: Target
+    version: datetime
+    refresh_at: datetime | None  # the previous secret stops signing then
+    url: str
     signer: Signer
     headers: dict[str, str]
     logged_headers: dict[str, str]
     schedule: tuple[float, ...]
+    rate_limit_per_s: float | None
+    broken: str | None = None  # why nothing can be sent to it
 
 
 class TokenBucket:
     """Per-subscription rate limit, in this worker (see docs: limits are per worker process)."""
 
-    def __init__(self, rate_per_s: float) -> None:
+    def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate_per_s
-        self.tokens = max(rate_per_s, 1.0)
-        self.updated = time.monotonic()
+        self.capacity = max(rate_per_s, 1.0)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
 
     def take(self) -> float:
         """0 when a request may go now, else seconds until one may."""
-        now = time.monotonic()
-        self.tokens = min(max(self.rate, 1.0), self.tokens + (now - self.updated) * self.rate)
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -67,20 +82,23 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        database: Database,
+        queue: DeliveryQueue,
         box: SecretBox,
-        on_written: Callable[[], None] | None = None,
+        sender: Sender,
+        enqueued: Signal,
+        recorded: Signal | None = None,
     ) -> None:
         self.settings = settings
-        self.queue = DeliveryQueue(database)
+        self.queue = queue
         self.box = box
-        self.wakeup = database.wakeup
-        self.on_written = on_written or (lambda: None)
-        self.policy = AddressPolicy(settings.networks, public=settings.deliver_to_public)
+        self.sender = sender
+        self.enqueued = enqueued
+        self.recorded = recorded or Signal()
+        self.auto_disable = AutoDisable(settings.auto_disable_after_days)
         self._runtimes: dict[str, SubscriptionRuntime] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._finished: list[Completion] = []
+        self._finished: list[Finished] = []
         self._finished_ready = asyncio.Event()
         self._room = asyncio.Event()
         self._claim_at = max(1, min(settings.worker_batch_size, settings.worker_concurrency // 4))
@@ -88,18 +106,14 @@ class Worker:
         self._timer_at = float("inf")
 
     async def run(self, stop: asyncio.Event) -> None:
-        settings = self.settings
-        async with (
-            Sender(self.policy, settings.delivery_timeout, settings.worker_concurrency) as sender,
-            self.queue.listening(self.wakeup),
-        ):
+        async with self.queue.listening(self.enqueued):
             writer = asyncio.create_task(self._write_loop(stop))
-            log.info("worker started (concurrency %d)", settings.worker_concurrency)
+            log.info("worker started (concurrency %d)", self.settings.worker_concurrency)
             try:
-                await self._claim_loop(stop, sender)
+                await self._claim_loop(stop)
             finally:
                 if self._in_flight:
-                    await asyncio.wait(self._in_flight, timeout=settings.delivery_timeout + 1)
+                    await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 1)
                 stop.set()
                 self._finished_ready.set()
                 await writer
@@ -107,7 +121,7 @@ class Worker:
 
     # -- claiming and sending -------------------------------------------------------------
 
-    async def _claim_loop(self, stop: asyncio.Event, sender: Sender) -> None:
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
         settings = self.settings
         while not stop.is_set():
             room = settings.worker_concurrency - len(self._in_flight)
@@ -116,32 +130,41 @@ class Worker:
                 await _first_of(stop, self._room.wait())
                 continue
             wanted = min(room, settings.worker_batch_size)
+            seen = self.enqueued.generation
             try:
                 claimed = await self.queue.claim(wanted, settings.lease)
                 if claimed:
-                    await self._dispatch(claimed, sender)
+                    await self._dispatch(claimed)
             except Exception:
+                # the database is unreachable; what was claimed goes out when its lease ends
                 log.exception("claiming deliveries failed; trying again")
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             if len(claimed) < wanted:  # the queue is drained: sleep until woken
-                await _first_of(stop, self.wakeup.wait(settings.poll_interval))
+                await _first_of(stop, self.enqueued.wait(settings.poll_interval, seen))
 
-    async def _dispatch(self, claimed: list[Claimed], sender: Sender) -> None:
-        await self._load_runtimes(claimed, sender)
+    async def _dispatch(self, claimed: list[Claimed]) -> None:
+        await self._load_runtimes(claimed)
         deferred: dict[float, list[str]] = {}
         for delivery in claimed:
-            if delivery.rate_limit_per_s:
+            runtime = self._runtimes.get(delivery.subscription_id)
+            if runtime is None:
+                self._finish(delivery, _unsent(delivery, "the subscription no longer exists"))
+                continue
+            if runtime.broken:
+                self._finish(delivery, _unsent(delivery, runtime.broken))
+                continue
+            if runtime.rate_limit_per_s:
                 bucket = self._buckets.get(delivery.subscription_id)
-                if bucket is None or bucket.rate != delivery.rate_limit_per_s:
+                if bucket is None or bucket.rate != runtime.rate_limit_per_s:
                     bucket = self._buckets[delivery.subscription_id] = TokenBucket(
-                        delivery.rate_limit_per_s
+                        runtime.rate_limit_per_s
                     )
                 wait = bucket.take()
                 if wait:
                     deferred.setdefault(round(wait, 2), []).append(delivery.delivery_id)
                     continue
-            task = asyncio.create_task(self._attempt(delivery, sender))
+            task = asyncio.create_task(self._attempt(delivery, runtime))
             self._in_flight.add(task)
             task.add_done_callback(self._task_done)
         for wait, ids in deferred.items():
@@ -154,36 +177,61 @@ class Worker:
         # delivery would cost more than the deliveries.
         if self.settings.worker_concurrency - len(self._in_flight) >= self._claim_at:
             self._room.set()
-        if not task.cancelled() and task.exception():
-            log.error("an attempt crashed", exc_info=task.exception())
 
-    async def _load_runtimes(self, claimed: list[Claimed], sender: Sender) -> None:
+    async def _load_runtimes(self, claimed: list[Claimed]) -> None:
+        now = utcnow()
         stale = {
-            c.subscription_id: c
+            c.subscription_id
             for c in claimed
             if (runtime := self._runtimes.get(c.subscription_id)) is None
-            or runtime.version != (c.subscription_version, c.secret_encrypted)
+            or runtime.version != c.subscription_version
+            or (runtime.refresh_at is not None and runtime.refresh_at <= now)
         }
-        if not stale:
-            return
-        headers = await self.queue.headers(list(stale))
-        for subscription_id, delivery in stale.items():
-            secrets = [self.box.decrypt(delivery.secret_encrypted)]
-            expires = delivery.previous_secret_expires_at
-            if delivery.previous_secret_encrypted and expires and expires > utcnow():
-                secrets.append(self.box.decrypt(delivery.previous_secret_encrypted))
-            custom = {name: self.box.decrypt(value) for name, value in headers[subscription_id]}
-            self._runtimes[subscription_id] = SubscriptionRuntime(
-                version=(delivery.subscription_version, delivery.secret_encrypted),
-                target=sender.target(delivery.target_url),
-                signer=Signer(secrets),
-                headers=custom,
-                logged_headers=dict.fromkeys(custom, MASKED_VALUE),
-                schedule=tuple(delivery.retry_schedule or self.settings.schedule),
-            )
+        if stale:
+            for subscription_id, details in (await self.queue.subscriptions(list(stale))).items():
+                self._runtimes[subscription_id] = self._runtime(details, now)
 
-    async def _attempt(self, delivery: Claimed, sender: Sender) -> None:
-        runtime = self._runtimes[delivery.subscription_id]
+    def _runtime(self, details: SubscriptionDetails, now: datetime) -> SubscriptionRuntime:
+        """Decrypts what the subscription needs; what does not decrypt makes it `broken`, so
+        its deliveries fail with the reason and every other subscription's go out."""
+        broken = None
+        secrets: list[str] = []
+        headers: dict[str, str] = {}
+        try:
+            secrets.append(self._decrypt(details.secret_encrypted))
+        except ValueError:
+            broken = f"the signing secret cannot be decrypted: {UNDECRYPTABLE}"
+        expires = details.previous_secret_expires_at
+        if details.previous_secret_encrypted and expires and expires > now:
+            with contextlib.suppress(ValueError):  # then only the new secret signs
+                secrets.append(self._decrypt(details.previous_secret_encrypted))
+        for name, value in details.headers:
+            try:
+                headers[name] = self._decrypt(value)
+            except ValueError:
+                broken = broken or (
+                    f"the value of header {name} cannot be decrypted: {UNDECRYPTABLE}; "
+                    "enter the value again"
+                )
+        return SubscriptionRuntime(
+            version=details.version,
+            refresh_at=expires if expires and expires > now else None,
+            url=details.target_url,
+            signer=Signer(secrets),
+            headers=headers,
+            logged_headers=dict.fromkeys(headers, MASKED_VALUE),
+            schedule=tuple(details.retry_schedule or self.settings.schedule),
+            rate_limit_per_s=details.rate_limit_per_s,
+            broken=broken,
+        )
+
+    def _decrypt(self, ciphertext: str) -> str:
+        try:
+            return self.box.decrypt(ciphertext)
+        except InvalidToken:
+            raise ValueError("cannot be decrypted") from None
+
+    async def _attempt(self, delivery: Claimed, runtime: SubscriptionRuntime) -> None:
         timestamp = int(time.time())
         body = delivery.payload.encode()
         standard = {
@@ -193,53 +241,98 @@ class Worker:
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
-        started_at = utcnow()
-        answer = await sender.send(runtime.target, runtime.headers | standard, body)
-        outcome = Outcome(answer.status, answer.error, answer.retry_after)
-        decision = decide(outcome, delivery.schedule_position + 1, runtime.schedule, utcnow())
-        self._finished.append(
-            Completion(
-                delivery_id=delivery.delivery_id,
-                subscription_id=delivery.subscription_id,
-                number=delivery.attempt_count + 1,
-                started_at=started_at,
-                duration_ms=answer.duration_ms,
-                request_headers=runtime.logged_headers | standard,
-                response_status=answer.status,
-                response_headers=answer.headers,
-                response_body=answer.body,
-                error=answer.error,
-                decision=decision,
-            )
+        request = Request(
+            delivery_id=delivery.delivery_id,
+            number=delivery.attempt_count + 1,
+            url=runtime.url,
+            headers=runtime.headers | standard,
+            logged_headers=runtime.logged_headers | standard,
+            body=body,
         )
+        started_at = utcnow()
+        try:
+            attempt = await self.sender.send(request)
+        except Exception as exc:  # a fault of ours must fail this attempt, not lose it
+            log.exception("sending delivery %s failed", delivery.delivery_id)
+            attempt = request.attempt(started_at, 0.0, error=f"labhooks could not send it: {exc!r}")
+        self._finish(delivery, attempt)
+
+    def _finish(self, delivery: Claimed, attempt: Attempt) -> None:
+        self._finished.append(Finished(delivery, attempt, self._decide(delivery, attempt)))
         self._finished_ready.set()
 
-    # -- writing results ------------------------------------------------------------------
+    def _decide(self, delivery: Claimed, attempt: Attempt) -> Decision:
+        runtime = self._runtimes.get(delivery.subscription_id)
+        schedule = runtime.schedule if runtime else self.settings.schedule
+        return decide(attempt, delivery.schedule_position + 1, schedule, utcnow())
+
+    # -- recording results ----------------------------------------------------------------
 
     async def _write_loop(self, stop: asyncio.Event) -> None:
+        unwritten: list[Finished] = []
+        failed_tries = 0
         while True:
             await self._finished_ready.wait()
             self._finished_ready.clear()
             await asyncio.sleep(0.005)  # let a few more attempts finish into this batch
-            batch, self._finished = self._finished, []
-            while batch:
-                try:
-                    await self.queue.complete(batch, self.settings.auto_disable_after_days * 86400)
-                except Exception:
-                    log.exception("recording %d attempts failed; trying again", len(batch))
-                    await asyncio.sleep(ERROR_BACKOFF_S)
-                    continue
-                self.on_written()
+            batch, self._finished = unwritten + self._finished, []
+            unwritten = await self._record(batch)
+            left = {id(f) for f in unwritten}
+            written = [f for f in batch if id(f) not in left]
+            if written:
+                self.recorded.set()
                 retries = [
-                    c.decision.next_attempt_at
-                    for c in batch
-                    if c.decision.verdict is Verdict.RETRY and c.decision.next_attempt_at
+                    f.decision.next_attempt_at
+                    for f in written
+                    if f.decision.verdict is Verdict.RETRY and f.decision.next_attempt_at
                 ]
                 if retries:
                     self._wake_at(min(retries).timestamp())
-                batch = []
+            if unwritten:
+                failed_tries += 1
+                if stop.is_set() and failed_tries >= GIVE_UP_WRITING_AT_STOP:
+                    log.error(
+                        "stopping with %d attempts unrecorded; their deliveries go out again "
+                        "when their leases end",
+                        len(unwritten),
+                    )
+                    return
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                self._finished_ready.set()
+                continue
+            failed_tries = 0
             if stop.is_set() and not self._in_flight and not self._finished:
                 return
+
+    async def _record(self, batch: list[Finished]) -> list[Finished]:
+        """Writes the batch; what fails is split in halves and written again, and an attempt
+        that cannot be written alone is recorded without its answer, failed with the storage
+        error. Returns what could not be written at all (the database itself is failing)."""
+        parts = [batch] if batch else []
+        while parts:
+            part = parts.pop()
+            try:
+                await self.queue.complete(part, self.auto_disable)
+                continue
+            except Exception as exc:
+                error = exc
+            if len(part) > 1:
+                middle = len(part) // 2
+                parts += [part[middle:], part[:middle]]
+                continue
+            [finished] = part
+            reason = _storage_error(error)
+            log.error("recording delivery %s failed: %s", finished.delivery.delivery_id, reason)
+            stripped = finished.attempt.as_unstorable(reason)
+            fallback = Finished(
+                finished.delivery, stripped, self._decide(finished.delivery, stripped)
+            )
+            try:
+                await self.queue.complete([fallback], self.auto_disable)
+            except Exception:
+                log.exception("the database cannot record attempts; trying again")
+                return [finished, *[f for rest in parts for f in rest]]
+        return []
 
     def _wake_at(self, when: float) -> None:
         """Wake the claim loop when the earliest retry this worker scheduled comes due."""
@@ -252,10 +345,41 @@ class Worker:
 
         def fire() -> None:
             self._timer, self._timer_at = None, float("inf")
-            self.wakeup.set()
+            self.enqueued.set()
 
         self._timer = loop.call_later(delay, fire)
         self._timer_at = when
+
+
+def _unsent(delivery: Claimed, reason: str) -> Attempt:
+    return Attempt(
+        delivery_id=delivery.delivery_id,
+        number=delivery.attempt_count + 1,
+        started_at=utcnow(),
+        duration_ms=0.0,
+        request_headers={},
+        error=f"not sent: {reason}",
+    )
+
+
+def _storage_error(exc: BaseException) -> str:
+    """The driver's message, first line only (SQLAlchemy appends the statement and a link)."""
+    original = getattr(exc, "orig", None) or exc
+    return (str(original).splitlines() or [type(original).__name__])[0]
+
+
+async def run_worker(
+    settings: Settings,
+    database: Database,
+    box: SecretBox,
+    stop: asyncio.Event,
+    recorded: Signal | None = None,
+) -> None:
+    """A worker with the real sender, until `stop` is set."""
+    policy = AddressPolicy(settings.networks, public=settings.deliver_to_public)
+    async with HttpSender(policy, settings.delivery_timeout, settings.worker_concurrency) as sender:
+        worker = Worker(settings, DeliveryQueue(database), box, sender, database.enqueued, recorded)
+        await worker.run(stop)
 
 
 async def _first_of(stop: asyncio.Event, waiting: Coroutine[Any, Any, object]) -> None:

@@ -5,6 +5,7 @@ LabhooksError
  ├── PermissionDenied    a known caller whose role does not allow the action
  ├── NotFound            no such thing, or it belongs to someone the caller may not see
  ├── Conflict            the current state forbids it (a duplicate, a switched-off feature)
+ │    ├── Duplicate       a unique value taken already (storage translates the driver's error)
  │    └── WebhooksDisabled
  ├── InvalidInput        one or more fields break a rule; carries a FieldError per field
  └── TooLarge            a request body over the configured limit
@@ -54,6 +55,13 @@ class Conflict(LabhooksError):
     def __init__(self, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.errors = [FieldError(field, detail)] if field else []
+
+
+class Duplicate(Conflict):
+    code = "duplicate"
+
+    def __init__(self, what: str, field: str) -> None:
+        super().__init__(f"{what} with this {field} exists already", field=field)
 
 
 class WebhooksDisabled(Conflict):

@@ -1,4 +1,5 @@
-"""When to try a delivery again, and what an attempt's outcome means: pure functions.
+"""When to try a delivery again: pure functions of the schedule, the attempts made, Retry-After
+and a random source.
 
 The schedule lists the delay before each attempt, the first normally 0: the default
 `0, 5, 300, 1800, 7200, 18000, 36000, 36000` is "at once, then 5 s, 5 min, 30 min, 2 h, 5 h,
@@ -8,11 +9,9 @@ waiting delivery at the same second.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 JITTER = 0.2
@@ -61,51 +60,3 @@ def next_delay(
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return delay
-
-
-class Verdict(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    RETRY = "pending"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to: an HTTP status, or an error before any answer."""
-
-    status: int | None
-    error: str | None = None
-    retry_after: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-
-@dataclass(frozen=True)
-class Decision:
-    verdict: Verdict
-    next_attempt_at: datetime | None = None
-    deactivate_reason: str | None = None
-
-
-def decide(
-    outcome: Outcome,
-    attempts_made: int,
-    schedule: Sequence[float],
-    now: datetime,
-    uniform: Callable[[float, float], float] = random.uniform,
-) -> Decision:
-    """The one place an attempt's outcome becomes the delivery's next step."""
-    if outcome.succeeded:
-        return Decision(Verdict.SUCCEEDED)
-    if outcome.status == 410:
-        reason = f"The target answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC."
-        return Decision(Verdict.FAILED, deactivate_reason=reason)
-    retry_after = (
-        parse_retry_after(outcome.retry_after, now) if outcome.status in (429, 503) else None
-    )
-    delay = next_delay(attempts_made, schedule, retry_after, uniform)
-    if delay is None:
-        return Decision(Verdict.FAILED)
-    return Decision(Verdict.RETRY, now + timedelta(seconds=delay))

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Select, Update, func, select, update
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from labhooks.domain.catalogue import EVENT_TYPES
+from labhooks.domain.catalogue import EVENT_TYPES, webhook_payload
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.ids import new_id
+from labhooks.domain.outcomes import DeliveryStatus
 from labhooks.domain.people import Actor
-from labhooks.services.events import new_delivery_row, payload_for
+from labhooks.services.events import references
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.storage import queue
@@ -46,8 +47,8 @@ async def _of_subscription(
     await subscriptions.get(db, actor, subscription_id)
     statement = select(Delivery).where(Delivery.subscription_id == subscription_id)
     if status:
-        if status not in queue.STATUSES:
-            raise InvalidInput.single("status", f"must be one of {', '.join(queue.STATUSES)}")
+        if status not in list(DeliveryStatus):
+            raise InvalidInput.single("status", f"must be one of {', '.join(DeliveryStatus)}")
         statement = statement.where(Delivery.status == status)
     return statement
 
@@ -108,12 +109,11 @@ async def get_delivery(
 async def resend(db: AsyncSession, actor: Actor, delivery_id: str) -> Delivery:
     """Queues the delivery again with a fresh retry schedule; same webhook-id."""
     delivery, _, _ = await get_delivery(db, actor, delivery_id)
-    if delivery.status == queue.PENDING:
+    if delivery.status == DeliveryStatus.PENDING:
         raise Conflict("This delivery is still pending; it goes out on its own.")
-    if delivery.status == queue.CANCELLED:
+    if delivery.status == DeliveryStatus.CANCELLED:
         raise Conflict("This delivery was cancelled with its subscription.")
-    await db.execute(_requeue().where(Delivery.id == delivery_id))
-    await queue.notify(db)
+    await queue.requeue(db, delivery_id)
     await db.commit()
     await db.refresh(delivery)
     return delivery
@@ -128,31 +128,9 @@ async def replay_failed(
 ) -> int:
     """Queues again every failed delivery of the subscription created since `since`."""
     await subscriptions.get(db, actor, subscription_id)
-    result = await db.execute(
-        _requeue().where(
-            Delivery.subscription_id == subscription_id,
-            Delivery.status == queue.FAILED,
-            Delivery.created_at >= since,
-        )
-    )
-    await queue.notify(db)
+    count = await queue.requeue_failed(db, subscription_id, since)
     await db.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _requeue() -> Update:
-    return (
-        update(Delivery)
-        .values(
-            status=queue.PENDING,
-            priority=queue.FRESH,
-            schedule_position=0,
-            next_attempt_at=utcnow(),
-            lease_expires_at=None,
-            completed_at=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    return count
 
 
 async def send_test_event(
@@ -178,8 +156,8 @@ async def send_test_event(
         raise InvalidInput.single("event_type", "the subscription does not select this event type")
     now = utcnow()
     event_id = new_id("evt")
-    example = EVENT_TYPES[chosen.event_type].example
     channel = chosen.channel
+    device, channel_ref = references(channel.device, channel)
     db.add(
         Event(
             id=event_id,
@@ -188,18 +166,25 @@ async def send_test_event(
             channel_id=channel.id,
             type=chosen.event_type,
             occurred_at=now,
-            payload=payload_for(
-                event_id, chosen.event_type, now, channel.device, channel, example, True
+            payload=webhook_payload(
+                event_id=event_id,
+                event_type=chosen.event_type,
+                occurred_at=now,
+                device=device,
+                channel=channel_ref,
+                data=EVENT_TYPES[chosen.event_type].example,
+                test=True,
             ),
             is_test=True,
             created_at=now,
         )
     )
     await db.flush()
-    row = new_delivery_row(subscription.organization_id, subscription_id, event_id, now)
-    await queue.enqueue(db, [row])
+    [(delivery_id, _)] = await queue.enqueue(
+        db, subscription.organization_id, [(subscription_id, event_id)]
+    )
     await db.commit()
-    delivery = await db.get(Delivery, row["id"])
+    delivery = await db.get(Delivery, delivery_id)
     assert delivery is not None
     return delivery
 

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import exists, insert, or_, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import exists, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -20,6 +19,8 @@ from labhooks.domain.errors import FieldError, InvalidInput, NotFound, Permissio
 from labhooks.domain.ids import new_id
 from labhooks.domain.people import Actor, Role, TokenScope
 from labhooks.services.organizations import load_organization
+from labhooks.signals import Signal
+from labhooks.storage import events as events_table
 from labhooks.storage import queue
 from labhooks.storage.models import (
     Channel,
@@ -59,10 +60,20 @@ class Published:
 
 @dataclass(frozen=True)
 class _Valid:
+    """An event that passed every rule, with plain values only (nothing a rollback expires)."""
+
     event: EventIn
-    device: Device
-    channel: Channel
+    device: dict[str, Any]  # as the webhook body names it
+    channel: dict[str, Any]
     data: dict[str, Any]
+
+
+def references(device: Device, channel: Channel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The device and the channel as every webhook body names them."""
+    return (
+        {"id": device.id, "name": device.name},
+        {"id": channel.id, "key": channel.key, "name": channel.name, "unit": channel.unit},
+    )
 
 
 def require_publisher(actor: Actor) -> str:
@@ -82,13 +93,7 @@ async def publish(
     if len(events) > MAX_BATCH:
         raise InvalidInput.single("body", f"at most {MAX_BATCH} events per request")
     valid = await _validate(db, organization_id, events, indexed)
-    try:
-        return await _store(db, organization_id, valid)
-    except IntegrityError:
-        # The same idempotency key published concurrently: the other request won; now it is a
-        # duplicate like any other.
-        await db.rollback()
-        return await _store(db, organization_id, valid)
+    return await _store(db, organization_id, valid)
 
 
 async def _validate(
@@ -147,35 +152,19 @@ async def _validate(
         except InvalidInput as exc:
             errors += exc.errors
             continue
-        valid.append(_Valid(event, device, channel, data))
+        valid.append(_Valid(event, *references(device, channel), data))
     if errors:
         raise InvalidInput(errors)
     return valid
 
 
 async def _store(db: AsyncSession, organization_id: str, valid: list[_Valid]) -> Published:
-    keys = [v.event.idempotency_key for v in valid if v.event.idempotency_key]
-    known: dict[str, str] = {}
-    if keys:
-        rows = await db.execute(
-            select(Event.idempotency_key, Event.id).where(
-                Event.organization_id == organization_id, Event.idempotency_key.in_(keys)
-            )
-        )
-        known = {key: event_id for key, event_id in rows if key}
-    organization = await load_organization(db, organization_id)
-    fresh = [
-        v for v in valid if not v.event.idempotency_key or v.event.idempotency_key not in known
-    ]
-    targets = (
-        await _matching_subscriptions(db, organization_id, fresh)
-        if organization.webhooks_enabled
-        else {}
-    )
-
+    """The new events and their deliveries in one transaction. A key stored before, earlier in
+    the batch, or by a request that committed it while this one ran, makes a duplicate."""
+    keys = {v.event.idempotency_key for v in valid if v.event.idempotency_key}
+    known = await events_table.ids_by_key(db, organization_id, keys)
     now = utcnow()
-    event_rows: list[dict[str, Any]] = []
-    delivery_rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}  # event id → row, for events new to this request
     event_ids: list[str] = []
     duplicate: list[bool] = []
     for item in valid:
@@ -190,77 +179,53 @@ async def _store(db: AsyncSession, organization_id: str, valid: list[_Valid]) ->
         event_ids.append(event_id)
         duplicate.append(False)
         occurred_at = _aware(item.event.occurred_at) or now
-        event_rows.append(
-            {
-                "id": event_id,
-                "organization_id": organization_id,
-                "device_id": item.device.id,
-                "channel_id": item.channel.id,
-                "type": item.event.type,
-                "occurred_at": occurred_at,
-                "payload": payload_for(
-                    event_id, item.event.type, occurred_at, item.device, item.channel, item.data
-                ),
-                "idempotency_key": key,
-                "is_test": False,
-                "created_at": now,
-            }
-        )
-        for subscription_id in targets.get((item.channel.id, item.event.type), []):
-            delivery_rows.append(new_delivery_row(organization_id, subscription_id, event_id, now))
-    if event_rows:
-        await db.execute(insert(Event), event_rows)
-        await queue.enqueue(db, delivery_rows)
+        rows[event_id] = {
+            "id": event_id,
+            "organization_id": organization_id,
+            "device_id": item.device["id"],
+            "channel_id": item.channel["id"],
+            "type": item.event.type,
+            "occurred_at": occurred_at,
+            "payload": webhook_payload(
+                event_id=event_id,
+                event_type=item.event.type,
+                occurred_at=occurred_at,
+                device=item.device,
+                channel=item.channel,
+                data=item.data,
+            ),
+            "idempotency_key": key,
+            "is_test": False,
+            "created_at": now,
+        }
+    stored = await events_table.insert_new(db, list(rows.values()))
+    if lost := {i: row["idempotency_key"] for i, row in rows.items() if i not in stored}:
+        # another request committed these keys after we looked: its events are the ones
+        winners = await events_table.ids_by_key(db, organization_id, lost.values())
+        for index, event_id in enumerate(event_ids):
+            if event_id in lost:
+                event_ids[index], duplicate[index] = winners[lost[event_id]], True
+    fresh = [row for i, row in rows.items() if i in stored]
+    deliveries: list[tuple[str, str]] = []
+    if fresh and (await load_organization(db, organization_id)).webhooks_enabled:
+        targets = await _matching_subscriptions(db, organization_id, fresh)
+        pairs = [
+            (subscription_id, row["id"])
+            for row in fresh
+            for subscription_id in targets.get((row["channel_id"], row["type"]), [])
+        ]
+        deliveries = await queue.enqueue(db, organization_id, pairs)
     await db.commit()
-    return Published(
-        event_ids, duplicate, [(row["id"], row["subscription_id"]) for row in delivery_rows]
-    )
-
-
-def payload_for(
-    event_id: str,
-    event_type: str,
-    occurred_at: datetime,
-    device: Device,
-    channel: Channel,
-    data: dict[str, Any],
-    test: bool = False,
-) -> str:
-    return webhook_payload(
-        event_id=event_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        device={"id": device.id, "name": device.name},
-        channel={"id": channel.id, "key": channel.key, "name": channel.name, "unit": channel.unit},
-        data=data,
-        test=test,
-    )
-
-
-def new_delivery_row(
-    organization_id: str, subscription_id: str, event_id: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": new_id("dlv"),
-        "organization_id": organization_id,
-        "subscription_id": subscription_id,
-        "event_id": event_id,
-        "status": queue.PENDING,
-        "priority": queue.FRESH,
-        "attempt_count": 0,
-        "schedule_position": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
+    return Published(event_ids, duplicate, deliveries)
 
 
 async def _matching_subscriptions(
-    db: AsyncSession, organization_id: str, items: list[_Valid]
+    db: AsyncSession, organization_id: str, events: list[dict[str, Any]]
 ) -> dict[tuple[str, str], list[str]]:
     """(channel id, event type) → active subscriptions whose owner may access the channel.
 
     One indexed query for the whole batch, whatever its size."""
-    pairs = {(v.channel.id, v.event.type) for v in items}
+    pairs = {(e["channel_id"], e["type"]) for e in events}
     if not pairs:
         return {}
     selection = SubscriptionSelection
@@ -346,20 +311,21 @@ async def wait_for_first_answers(
     sessions: Callable[[], AsyncSession],
     delivery_ids: Sequence[str],
     seconds: float,
-    written: Callable[[float], Any],
+    recorded: Signal,
 ) -> dict[str, FirstAnswer]:
-    """Polls until every delivery made its first attempt or `seconds` pass. `written(timeout)`
-    returns when this process's worker recorded attempts (or after timeout), so an in-process
-    worker answers at once and a remote one within a quarter second."""
+    """Polls until every delivery made its first attempt or `seconds` pass. `recorded` is set
+    when this process's worker recorded attempts, so an in-process worker answers at once and a
+    remote one within a quarter second."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(seconds, MAX_WAIT_S)
     while True:
+        seen = recorded.generation
         async with sessions() as db:
             answers = await first_answers(db, delivery_ids)
         remaining = deadline - loop.time()
         if len(answers) == len(delivery_ids) or remaining <= 0:
             return answers
-        await written(min(remaining, 0.25))
+        await recorded.wait(min(remaining, 0.25), seen)
 
 
 async def get_event(db: AsyncSession, actor: Actor, event_id: str) -> tuple[Event, list[Delivery]]:

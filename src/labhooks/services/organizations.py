@@ -70,6 +70,6 @@ async def update_organization(
     if data.webhooks_enabled is not None:
         organization.webhooks_enabled = data.webhooks_enabled
         if data.webhooks_enabled:
-            await queue.notify(db)  # held deliveries go out now
+            await queue.wake(db)  # held deliveries go out now
     await db.commit()
     return organization

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -89,6 +90,29 @@ class _Checked:
     target_url: str | None
     headers: list[tuple[str, str]] | None  # (name, encrypted value)
     selections: list[tuple[str, str]] | None  # (channel_id, event_type)
+
+
+async def delete_subscriptions(db: AsyncSession, subscription_ids: Sequence[str]) -> None:
+    """Soft delete, in the caller's transaction: the delivery history stays readable for the
+    retention period; queued deliveries are cancelled; nothing more is sent."""
+    await db.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id.in_(subscription_ids))
+        .values(deleted_at=utcnow(), active=False)
+        .execution_options(synchronize_session=False)
+    )
+    await queue.cancel(db, subscription_ids)
+
+
+async def owned_by(db: AsyncSession, user_id: str) -> list[str]:
+    """The ids of the user's subscriptions that are not deleted."""
+    return list(
+        await db.scalars(
+            select(WebhookSubscription.id).where(
+                WebhookSubscription.owner_id == user_id, WebhookSubscription.deleted_at.is_(None)
+            )
+        )
+    )
 
 
 class SubscriptionService:
@@ -192,7 +216,7 @@ class SubscriptionService:
             subscription.retry_schedule = data.retry_schedule
         self._apply(subscription, checked)
         subscription.updated_at = utcnow()
-        await queue.notify(db)
+        await queue.wake(db)
         await db.commit()
         return await self.get(db, actor, subscription_id)
 
@@ -213,16 +237,13 @@ class SubscriptionService:
         subscription.active = active
         subscription.updated_at = utcnow()
         if active:
-            await queue.notify(db)  # its held deliveries go out now
+            await queue.wake(db)  # its held deliveries go out now
         await db.commit()
         return await self.get(db, actor, subscription_id)
 
     async def delete(self, db: AsyncSession, actor: Actor, subscription_id: str) -> None:
-        """Soft delete: the delivery history stays readable; nothing more is sent."""
         subscription = await self.get(db, actor, subscription_id)
-        subscription.deleted_at = utcnow()
-        subscription.active = False
-        await queue.cancel_pending(db, subscription_id)
+        await delete_subscriptions(db, [subscription.id])
         await db.commit()
 
     async def reveal_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:

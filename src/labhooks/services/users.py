@@ -6,7 +6,7 @@ import asyncio
 import re
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -14,7 +14,8 @@ from labhooks.domain.people import Actor, Role
 from labhooks.security import hash_password
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
-from labhooks.storage.models import User, WebhookSubscription, utcnow
+from labhooks.services.subscriptions import delete_subscriptions, owned_by
+from labhooks.storage.models import User
 
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -125,11 +126,7 @@ async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:
         raise PermissionDenied("Only an organisation administrator may delete users.")
     if user.id == actor.user_id:
         raise Conflict("You cannot delete your own account.")
-    await db.execute(
-        update(WebhookSubscription)
-        .where(WebhookSubscription.owner_id == user.id, WebhookSubscription.deleted_at.is_(None))
-        .values(deleted_at=utcnow(), active=False)
-    )
+    await delete_subscriptions(db, await owned_by(db, user.id))
     await db.execute(delete(User).where(User.id == user.id))
     await db.commit()
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+
+from labhooks.domain.errors import Duplicate
+from labhooks.signals import Signal
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -49,15 +52,17 @@ def create_engine(database_url: str) -> AsyncEngine:
             url, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=orjson.loads
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(
-        url,
-        pool_size=10,
-        max_overflow=20,
-        pool_pre_ping=True,
-        json_serializer=_json,
-        json_deserializer=orjson.loads,
-    )
+    else:
+        engine = create_async_engine(
+            url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            json_serializer=_json,
+            json_deserializer=orjson.loads,
+        )
+    event.listen(engine.sync_engine, "handle_error", _translated)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -70,39 +75,60 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# -- driver errors, translated once ---------------------------------------------------------
+
+_NOUNS = {
+    "users": "A user",
+    "organizations": "An organisation",
+    "target_urls": "A registered target URL",
+    "channels": "A channel",
+    "channel_grants": "A channel grant",
+    "events": "An event",
+    "api_tokens": "A token",
+}
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (\w+)\.[\w., ]+")
+_POSTGRES_KEY = re.compile(r"Key \(([^)]*)\)")
+_UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+
+
+def _translated(context: ExceptionContext) -> Exception | None:
+    """A unique value taken already becomes the domain's Duplicate, naming the field (the last
+    column of the constraint), whichever database said so. Other driver errors stay as they are."""
+    if not isinstance(context.sqlalchemy_exception, IntegrityError):
+        return None
+    driver_error = context.original_exception
+    postgres = getattr(driver_error, "__cause__", None) or driver_error
+    if getattr(postgres, "sqlstate", None) == _UNIQUE_VIOLATION:
+        key = _POSTGRES_KEY.search(getattr(postgres, "detail", None) or "")
+        table = getattr(postgres, "table_name", None) or ""
+        return Duplicate(_NOUNS.get(table, "A row"), key.group(1).split(", ")[-1] if key else "id")
+    if found := _SQLITE_UNIQUE.search(str(driver_error)):
+        return Duplicate(_NOUNS.get(found.group(1), "A row"), found.group(0).rsplit(".", 1)[1])
+    return None
+
+
+# -- waking this process's workers ----------------------------------------------------------
+
 WAKE_ON_COMMIT = "labhooks.wake_on_commit"
-
-
-class Wakeup:
-    """Wakes this process's idle workers; PostgreSQL's NOTIFY sets it for other processes."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-        self._event.clear()
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_workers(session: Session) -> None:
-    if session.info.pop(WAKE_ON_COMMIT, False) and (wakeup := session.info.get("wakeup")):
-        wakeup.set()
+    if session.info.pop(WAKE_ON_COMMIT, False) and (enqueued := session.info.get("enqueued")):
+        enqueued.set()
 
 
 class Database:
-    """One engine and its session factory, made once per process and passed down."""
+    """One engine and its session factory, made once per process and passed down.
+
+    `enqueued` is set when a transaction that enqueued deliveries commits in this process (and,
+    on PostgreSQL, when another process NOTIFYs)."""
 
     def __init__(self, database_url: str) -> None:
         self.engine = create_engine(database_url)
-        self.wakeup = Wakeup()
+        self.enqueued = Signal()
         self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, info={"wakeup": self.wakeup}
+            self.engine, expire_on_commit=False, info={"enqueued": self.enqueued}
         )
 
     @property

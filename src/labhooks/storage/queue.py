@@ -1,26 +1,41 @@
-"""The delivery queue: the deliveries table itself, as a transactional outbox.
+"""The delivery queue: the deliveries table as a transactional outbox, and the one place that
+changes a delivery's state.
 
-Publishing writes deliveries in the event's own transaction. Workers claim due deliveries in
-batches under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, where SQLAlchemy renders it; one
-UPDATE statement, hence atomic, on SQLite), and write results back in batches. A worker that dies
-loses nothing: its leased deliveries become due again when the lease runs out. Everything here
+In the caller's transaction (services): `enqueue` with the event, `requeue` (resend) and
+`requeue_failed` (replay), `cancel` (subscription or its owner deleted), and `wake` (held
+deliveries may go out: a subscription was activated, webhooks switched on). For the workers,
+`DeliveryQueue`: `claim` due deliveries under a lease, `defer` them unsent (a rate limit),
+`complete` them with their attempts, and `listening` for new work. A worker that dies loses
+nothing: its leased deliveries become due again when the lease runs out. The states and what an
+attempt decides are the domain's (`domain.outcomes`); this module applies them. Everything here
 works on Core statements, not ORM objects: this is the hot path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from labhooks.domain.retry import Decision, Verdict
-from labhooks.storage.database import WAKE_ON_COMMIT, Database, Wakeup
+from labhooks.domain.ids import new_id
+from labhooks.domain.outcomes import (
+    ATTEMPT_COLUMNS,
+    Attempt,
+    AutoDisable,
+    Decision,
+    DeliveryStatus,
+    Verdict,
+)
+from labhooks.signals import Signal
+from labhooks.storage.database import WAKE_ON_COMMIT, Database
 from labhooks.storage.models import (
     Delivery,
     DeliveryAttempt,
@@ -31,71 +46,130 @@ from labhooks.storage.models import (
     utcnow,
 )
 
-PENDING, CANCELLED = Verdict.RETRY.value, "cancelled"
-FAILED = Verdict.FAILED.value
-STATUSES = (PENDING, Verdict.SUCCEEDED.value, FAILED, CANCELLED)  # every state a delivery has
+log = logging.getLogger("labhooks.queue")
+PENDING = DeliveryStatus.PENDING.value
 NOTIFY_CHANNEL = "labhooks_deliveries"
 FRESH, RETRY = 0, 1  # priorities: fresh deliveries are claimed before retries
+LISTEN_RETRY_S = (0.5, 1, 2, 5, 10)  # backoff while the LISTEN connection cannot be made
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A delivery a worker holds the lease of, with all it needs to send it."""
+    """A delivery a worker holds the lease of: what varies per delivery."""
 
     delivery_id: str
     subscription_id: str
     attempt_count: int
     schedule_position: int
     payload: str
-    event_type: str
+    subscription_version: datetime  # the subscription's updated_at, to know a cached copy is old
+
+
+@dataclass(frozen=True)
+class SubscriptionDetails:
+    """What sending to one subscription needs, secrets still encrypted as stored."""
+
+    subscription_id: str
+    version: datetime
     target_url: str
-    ordered: bool
     rate_limit_per_s: float | None
     retry_schedule: list[float] | None
     secret_encrypted: str
     previous_secret_encrypted: str | None
     previous_secret_expires_at: datetime | None
-    subscription_version: datetime
+    headers: list[tuple[str, str]]  # (name, encrypted value), in order
 
 
 @dataclass(frozen=True)
-class Completion:
-    """One attempt's record and what it decided for its delivery."""
+class Finished:
+    """A claimed delivery, the attempt made at it, and what that attempt decided."""
 
-    delivery_id: str
-    subscription_id: str
-    number: int
-    started_at: datetime
-    duration_ms: float
-    request_headers: dict[str, str]
-    response_status: int | None
-    response_headers: dict[str, str] | None
-    response_body: str | None
-    error: str | None
+    delivery: Claimed
+    attempt: Attempt
     decision: Decision
 
 
-# -- within a caller's transaction ---------------------------------------------------------
+# -- within the caller's transaction --------------------------------------------------------
 
 
-async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Adds deliveries (dicts of Delivery columns) in the caller's transaction, and wakes
-    workers in other processes when it commits."""
-    if not rows:
-        return
-    await session.execute(insert(Delivery), list(rows))
-    await notify(session)
+async def enqueue(
+    session: AsyncSession, organization_id: str, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Queues one delivery per (subscription id, event id), due now, and wakes the workers
+    when the caller's transaction commits. Returns (delivery id, subscription id) pairs."""
+    if not pairs:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id("dlv"),
+            "organization_id": organization_id,
+            "subscription_id": subscription_id,
+            "event_id": event_id,
+            "status": PENDING,
+            "priority": FRESH,
+            "attempt_count": 0,
+            "schedule_position": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for subscription_id, event_id in pairs
+    ]
+    await session.execute(insert(Delivery), rows)
+    await wake(session)
+    return [
+        (str(row["id"]), subscription_id)
+        for row, (subscription_id, _) in zip(rows, pairs, strict=True)
+    ]
 
 
-async def cancel_pending(session: AsyncSession, subscription_id: str) -> None:
-    await session.execute(
+def _requeue() -> Any:
+    """Pending again with a fresh retry schedule; the same id, so the same webhook-id."""
+    return (
         update(Delivery)
-        .where(Delivery.subscription_id == subscription_id, Delivery.status == PENDING)
-        .values(status=CANCELLED, completed_at=utcnow(), lease_expires_at=None)
+        .values(
+            status=PENDING,
+            priority=FRESH,
+            schedule_position=0,
+            next_attempt_at=utcnow(),
+            lease_expires_at=None,
+            completed_at=None,
+        )
+        .execution_options(synchronize_session=False)
     )
 
 
-async def notify(session: AsyncSession) -> None:
+async def requeue(session: AsyncSession, delivery_id: str) -> None:
+    await session.execute(_requeue().where(Delivery.id == delivery_id))
+    await wake(session)
+
+
+async def requeue_failed(session: AsyncSession, subscription_id: str, since: datetime) -> int:
+    """Every failed delivery of the subscription created at or after `since`; how many."""
+    result = await session.execute(
+        _requeue().where(
+            Delivery.subscription_id == subscription_id,
+            Delivery.status == DeliveryStatus.FAILED.value,
+            Delivery.created_at >= since,
+        )
+    )
+    await wake(session)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel(session: AsyncSession, subscription_ids: Sequence[str]) -> None:
+    """The pending deliveries of these subscriptions will never go out."""
+    if not subscription_ids:
+        return
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.subscription_id.in_(subscription_ids), Delivery.status == PENDING)
+        .values(status=DeliveryStatus.CANCELLED.value, completed_at=utcnow(), lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def wake(session: AsyncSession) -> None:
     """Wakes the workers when the caller's transaction commits: this process's through the
     session hook in storage.database, other processes' through PostgreSQL's NOTIFY."""
     session.info[WAKE_ON_COMMIT] = True
@@ -103,7 +177,34 @@ async def notify(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
-# -- the workers' side ---------------------------------------------------------------------
+# -- the workers' side -------------------------------------------------------------------
+
+
+def _due(now: datetime) -> list[ColumnElement[bool]]:
+    """Which deliveries may go out at `now`: pending, due, not leased, of an active subscription
+    of an organisation with webhooks on; of an ordered subscription only the oldest pending.
+    Needs the subscription and the organisation joined."""
+    earlier = aliased(Delivery)
+    an_earlier_one_is_pending = exists().where(
+        earlier.subscription_id == Delivery.subscription_id,
+        earlier.status == PENDING,
+        earlier.id < Delivery.id,
+    )
+    return [
+        Delivery.status == PENDING,
+        Delivery.next_attempt_at <= now,
+        or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
+        WebhookSubscription.active.is_(True),
+        WebhookSubscription.deleted_at.is_(None),
+        Organization.webhooks_enabled.is_(True),
+        or_(WebhookSubscription.ordered.is_(False), ~an_earlier_one_is_pending),
+    ]
+
+
+def _with_owners(statement: Any) -> Any:
+    return statement.join(
+        WebhookSubscription, WebhookSubscription.id == Delivery.subscription_id
+    ).join(Organization, Organization.id == Delivery.organization_id)
 
 
 class DeliveryQueue:
@@ -111,69 +212,64 @@ class DeliveryQueue:
         self.database = database
 
     async def claim(self, limit: int, lease_s: float) -> list[Claimed]:
+        """Leases up to `limit` due deliveries, fresh ones before retries, in one statement:
+        UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING the details."""
         now = utcnow()
-        earlier = aliased(Delivery)
-        an_earlier_one_is_pending = exists().where(
-            earlier.subscription_id == Delivery.subscription_id,
-            earlier.status == PENDING,
-            earlier.id < Delivery.id,
-        )
         due = (
-            select(Delivery.id)
-            .join(WebhookSubscription, WebhookSubscription.id == Delivery.subscription_id)
-            .join(Organization, Organization.id == Delivery.organization_id)
-            .where(
-                Delivery.status == PENDING,
-                Delivery.next_attempt_at <= now,
-                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
-                WebhookSubscription.active.is_(True),
-                WebhookSubscription.deleted_at.is_(None),
-                Organization.webhooks_enabled.is_(True),
-                # ordered subscriptions: only the oldest pending delivery may go out
-                or_(WebhookSubscription.ordered.is_(False), ~an_earlier_one_is_pending),
-            )
+            _with_owners(select(Delivery.id))
+            .where(*_due(now))
             .order_by(Delivery.priority, Delivery.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True, of=Delivery)
         )
+        # Correlated subqueries, not UPDATE … FROM: SQLite's RETURNING may not name the FROM
+        # tables. (SQLite renders their columns unqualified; neither subquery's table has a
+        # column named like the outer one it compares with, so each name resolves as meant.)
+        event = aliased(Event, name="event")
+        subscription = aliased(WebhookSubscription, name="subscription")
+        payload = select(event.payload).where(event.id == Delivery.event_id)
+        version = select(subscription.updated_at).where(subscription.id == Delivery.subscription_id)
         lease = (
             update(Delivery)
             .where(Delivery.id.in_(due.scalar_subquery()))
             .values(lease_expires_at=now + timedelta(seconds=lease_s))
-            .returning(Delivery.id)
-        )
-        details = (
-            select(
+            .returning(
                 Delivery.id,
                 Delivery.subscription_id,
                 Delivery.attempt_count,
                 Delivery.schedule_position,
-                Event.payload,
-                Event.type,
-                WebhookSubscription.target_url,
-                WebhookSubscription.ordered,
-                WebhookSubscription.rate_limit_per_s,
-                WebhookSubscription.retry_schedule,
-                WebhookSubscription.secret_encrypted,
-                WebhookSubscription.previous_secret_encrypted,
-                WebhookSubscription.previous_secret_expires_at,
-                WebhookSubscription.updated_at,
+                payload.correlate(Delivery).scalar_subquery(),
+                version.correlate(Delivery).scalar_subquery(),
             )
-            .join(Event, Event.id == Delivery.event_id)
-            .join(WebhookSubscription, WebhookSubscription.id == Delivery.subscription_id)
         )
         async with self.database.engine.begin() as connection:
-            ids = list((await connection.execute(lease)).scalars())
-            if not ids:
-                return []
-            rows = await connection.execute(
-                details.where(Delivery.id.in_(ids)).order_by(Delivery.id)
-            )
-            return [Claimed(*row) for row in rows]  # type: ignore[call-arg]  # columns in field order
+            rows = await connection.execute(lease)
+            return [Claimed(*row) for row in rows]
 
-    async def headers(self, subscription_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-        """Each subscription's custom headers as (name, encrypted value), in order."""
-        statement = (
+    async def claimable(self, delivery_ids: Sequence[str], now: datetime) -> set[str]:
+        """Which of these deliveries a claim at `now` would take (read-only: nothing leased)."""
+        statement = _with_owners(select(Delivery.id)).where(
+            Delivery.id.in_(delivery_ids), *_due(now)
+        )
+        async with self.database.engine.connect() as connection:
+            return set((await connection.execute(statement)).scalars())
+
+    async def subscriptions(
+        self, subscription_ids: Sequence[str]
+    ) -> dict[str, SubscriptionDetails]:
+        """What sending to each of these subscriptions needs: two queries for all of them."""
+        table = WebhookSubscription
+        details = select(
+            table.id,
+            table.updated_at,
+            table.target_url,
+            table.rate_limit_per_s,
+            table.retry_schedule,
+            table.secret_encrypted,
+            table.previous_secret_encrypted,
+            table.previous_secret_expires_at,
+        ).where(table.id.in_(subscription_ids))
+        headers = (
             select(
                 SubscriptionHeader.subscription_id,
                 SubscriptionHeader.name,
@@ -182,11 +278,12 @@ class DeliveryQueue:
             .where(SubscriptionHeader.subscription_id.in_(subscription_ids))
             .order_by(SubscriptionHeader.subscription_id, SubscriptionHeader.position)
         )
-        result: dict[str, list[tuple[str, str]]] = {i: [] for i in subscription_ids}
+        by_subscription: dict[str, list[tuple[str, str]]] = {i: [] for i in subscription_ids}
         async with self.database.engine.connect() as connection:
-            for subscription_id, name, value in await connection.execute(statement):
-                result[subscription_id].append((name, value))
-        return result
+            for subscription_id, name, value in await connection.execute(headers):
+                by_subscription[subscription_id].append((name, value))
+            rows = list(await connection.execute(details))
+        return {row[0]: SubscriptionDetails(*row, headers=by_subscription[row[0]]) for row in rows}
 
     async def defer(self, delivery_ids: Sequence[str], until: datetime) -> None:
         """Gives deliveries back unsent (a rate limit), due again at `until`."""
@@ -199,37 +296,24 @@ class DeliveryQueue:
                 .values(next_attempt_at=until, lease_expires_at=None)
             )
 
-    async def complete(
-        self, completions: Sequence[Completion], auto_disable_after_s: float
-    ) -> None:
-        """Writes a batch of attempts and their decisions in one transaction."""
-        if not completions:
+    async def complete(self, finished: Sequence[Finished], auto_disable: AutoDisable) -> None:
+        """Records a batch of attempts and their decisions in one transaction."""
+        if not finished:
             return
         now = utcnow()
         attempts = [
-            {
-                "delivery_id": c.delivery_id,
-                "number": c.number,
-                "started_at": c.started_at,
-                "duration_ms": c.duration_ms,
-                "request_headers": c.request_headers,
-                "response_status": c.response_status,
-                "response_headers": c.response_headers,
-                "response_body": c.response_body,
-                "error": c.error,
-            }
-            for c in completions
+            {column: getattr(f.attempt, column) for column in ATTEMPT_COLUMNS} for f in finished
         ]
         updates = [
             {
-                "b_id": c.delivery_id,
-                "b_status": c.decision.verdict.value,
-                "b_next": c.decision.next_attempt_at or now,
-                "b_code": c.response_status,
-                "b_error": c.error,
-                "b_done": None if c.decision.verdict is Verdict.RETRY else now,
+                "b_id": f.delivery.delivery_id,
+                "b_status": f.decision.status.value,
+                "b_next": f.decision.next_attempt_at or now,
+                "b_code": f.attempt.response_status,
+                "b_error": f.attempt.error,
+                "b_done": None if f.decision.verdict is Verdict.RETRY else now,
             }
-            for c in completions
+            for f in finished
         ]
         write_back = (
             update(Delivery)
@@ -250,40 +334,65 @@ class DeliveryQueue:
         async with self.database.engine.begin() as connection:
             await connection.execute(insert(DeliveryAttempt), attempts)
             await connection.execute(write_back, updates)
-            await _track_failures(connection, completions, now, auto_disable_after_s)
+            await _track_failures(connection, finished, now, auto_disable)
 
     @contextlib.asynccontextmanager
-    async def listening(self, wakeup: Wakeup) -> AsyncIterator[None]:
-        """On PostgreSQL, a dedicated connection LISTENs and sets `wakeup` on every NOTIFY."""
+    async def listening(self, enqueued: Signal) -> AsyncIterator[None]:
+        """On PostgreSQL, a dedicated connection LISTENs and sets `enqueued` on every NOTIFY;
+        when the connection is lost (a database restart), it is made again with backoff."""
         if self.database.dialect != "postgresql":
             yield
             return
-        import asyncpg
-
-        url = self.database.engine.url.set(drivername="postgresql")
-        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
-
-        def on_notify(*_: object) -> None:
-            wakeup.set()
-
-        await connection.add_listener(NOTIFY_CHANNEL, on_notify)
+        listener = asyncio.create_task(self._listen(enqueued))
         try:
             yield
         finally:
-            await connection.close()
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self, enqueued: Signal) -> None:
+        import asyncpg
+
+        url = self.database.engine.url.set(drivername="postgresql")
+        failures = 0
+        while True:
+            try:
+                connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+            except (OSError, asyncpg.PostgresError) as exc:
+                delay = LISTEN_RETRY_S[min(failures, len(LISTEN_RETRY_S) - 1)]
+                failures += 1
+                log.warning("cannot LISTEN for new deliveries (%s); again in %g s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _, lost=lost: lost.set())
+            try:
+                await connection.add_listener(NOTIFY_CHANNEL, lambda *_: enqueued.set())
+                if failures:
+                    log.info("listening for new deliveries again")
+                failures = 0
+                enqueued.set()  # what was enqueued while nobody listened is due now
+                await lost.wait()
+                log.warning("the LISTEN connection was lost; reconnecting")
+            finally:
+                if not connection.is_closed():
+                    await connection.close()
 
 
 async def _track_failures(
     connection: AsyncConnection,
-    completions: Sequence[Completion],
+    finished: Sequence[Finished],
     now: datetime,
-    auto_disable_after_s: float,
+    auto_disable: AutoDisable,
 ) -> None:
-    """A success ends a subscription's failing streak; a streak as long as the setting, or a
-    410 Gone, deactivates it with a reason its owner sees."""
+    """A success ends a subscription's failing streak; a streak as long as the policy allows,
+    or a 410 Gone, deactivates it with a reason its owner sees."""
     table = WebhookSubscription
-    succeeded = {c.subscription_id for c in completions if c.decision.verdict is Verdict.SUCCEEDED}
-    failing = {c.subscription_id for c in completions} - succeeded
+    succeeded = {
+        f.delivery.subscription_id for f in finished if f.decision.verdict is Verdict.SUCCEEDED
+    }
+    failing = {f.delivery.subscription_id for f in finished} - succeeded
     if succeeded:
         await connection.execute(
             update(table)
@@ -296,24 +405,19 @@ async def _track_failures(
             .where(table.id.in_(failing), table.failing_since.is_(None))
             .values(failing_since=now)
         )
-        days = auto_disable_after_s / 86400
         await connection.execute(
             update(table)
             .where(
                 table.id.in_(failing),
                 table.active.is_(True),
-                table.failing_since <= now - timedelta(seconds=auto_disable_after_s),
+                table.failing_since <= auto_disable.cutoff(now),
             )
-            .values(
-                active=False,
-                disabled_reason="Deactivated automatically: every delivery attempt "
-                f"failed for {days:g} days. Fix the target, then activate it again.",
-            )
+            .values(active=False, disabled_reason=auto_disable.reason)
         )
-    for completion in completions:
-        if completion.decision.deactivate_reason:
+    for f in finished:
+        if f.decision.deactivate_reason:
             await connection.execute(
                 update(table)
-                .where(table.id == completion.subscription_id)
-                .values(active=False, disabled_reason=completion.decision.deactivate_reason)
+                .where(table.id == f.delivery.subscription_id)
+                .values(active=False, disabled_reason=f.decision.deactivate_reason)
             )

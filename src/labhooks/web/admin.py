@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from starlette.responses import Response
 
-from labhooks.api.deps import DbSession
+from labhooks.dependencies import DbSession
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.domain.errors import (
     Conflict,

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Request
 
-from labhooks.api.deps import DbSession
+from labhooks.dependencies import DbSession
 from labhooks.domain.errors import PermissionDenied
 from labhooks.domain.people import Actor
 from labhooks.services.tokens import actor_for

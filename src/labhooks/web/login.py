@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
-from labhooks.api.deps import DbSession
+from labhooks.dependencies import DbSession
 from labhooks.domain.errors import Unauthenticated
 from labhooks.services.tokens import check_password
 from labhooks.web.auth import CsrfChecked, LoginThrottle, log_in, log_out

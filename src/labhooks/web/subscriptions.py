@@ -9,15 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from labhooks.api.deps import DbSession, State
+from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import Conflict, InvalidInput
+from labhooks.domain.outcomes import DeliveryStatus
 from labhooks.services import deliveries
 from labhooks.services.devices import list_accessible_channels
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import PageRequest
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
 from labhooks.services.target_urls import list_target_urls
-from labhooks.storage import queue
 from labhooks.web.auth import CsrfChecked, WebActor
 from labhooks.web.forms import HeaderRow, SubscriptionForm
 from labhooks.web.rendering import is_htmx, redirect, render
@@ -211,7 +211,7 @@ async def detail(
         attempts=attempts,
         bodies=bodies,
         status=status,
-        statuses=queue.STATUSES,
+        statuses=list(DeliveryStatus),
         now=datetime.now(UTC),
     )
 

@@ -5,9 +5,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, State, page_out
+from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
+from labhooks.dependencies import DbSession, State
 from labhooks.services import deliveries as service
 from labhooks.services.deliveries import ReplayIn, TestEventIn
 
@@ -35,6 +36,10 @@ class AttemptPublic(BaseModel):
     response_status: int | None
     response_headers: dict[str, str] | None
     response_body: str | None
+    response_note: str | None = Field(
+        description="What labhooks escaped to store the answer (bytes that are not UTF-8 "
+        "text, NUL), if anything"
+    )
     error: str | None
 
 

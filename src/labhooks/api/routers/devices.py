@@ -6,7 +6,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, page_out
+from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
+from labhooks.dependencies import DbSession
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.services import devices as service
 from labhooks.services.devices import DeviceCreate, DeviceUpdate, GrantCreate

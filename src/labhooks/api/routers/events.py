@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from labhooks.api.deps import DbSession, Publisher, State
+from labhooks.api.deps import Publisher
 from labhooks.api.routers.deliveries import DeliveryPublic
+from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import InvalidInput, field_errors_from_pydantic
 from labhooks.services import events as service
 from labhooks.services.events import EventIn
@@ -103,7 +104,7 @@ async def publish_events(
             state.database.sessions,
             [delivery_id for delivery_id, _ in published.deliveries],
             wait,
-            state.attempts_written.wait,
+            state.recorded,
         )
         out.answers = [
             _answer(delivery_id, subscription_id, answers.get(delivery_id))

@@ -5,7 +5,8 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, page_out
+from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
+from labhooks.dependencies import DbSession
 from labhooks.services import organizations as service
 from labhooks.services.organizations import OrganizationCreate, OrganizationUpdate
 

@@ -5,7 +5,8 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, State
+from labhooks.api.deps import CurrentActor, PageOut, Paging
+from labhooks.dependencies import DbSession, State
 from labhooks.domain.headers import MASKED_VALUE
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
 from labhooks.storage.models import WebhookSubscription

@@ -5,7 +5,8 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, page_out
+from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
+from labhooks.dependencies import DbSession
 from labhooks.services import target_urls as service
 from labhooks.services.target_urls import TargetUrlCreate
 

@@ -5,7 +5,8 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from labhooks.api.deps import CurrentActor, DbSession, PageOut, Paging, page_out
+from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
+from labhooks.dependencies import DbSession
 from labhooks.domain.people import TokenScope
 from labhooks.services import tokens, users
 from labhooks.services.tokens import TokenCreate

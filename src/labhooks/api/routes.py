@@ -1,0 +1,45 @@
+"""The API's routes: every resource under API_PREFIX, and the operations routes beside it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import JSONResponse
+
+from labhooks.api import API_PREFIX, problems
+from labhooks.api.routers import (
+    deliveries,
+    devices,
+    events,
+    organizations,
+    subscriptions,
+    target_urls,
+    users,
+)
+from labhooks.dependencies import State
+
+
+def api_router() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
+    for module in (organizations, users, target_urls, devices, subscriptions, deliveries, events):
+        api.include_router(module.router)
+    return api
+
+
+def operations_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=None)
+    async def readyz(state: State) -> dict[str, str] | JSONResponse:
+        """The database answers."""
+        try:
+            await state.database.ping()
+        except Exception as exc:  # any driver error means "not ready", and says which
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return {"status": "ok"}
+
+    return router

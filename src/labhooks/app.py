@@ -1,0 +1,65 @@
+"""`create_app(settings)`: the composition root. It builds the one ASGI application from the
+API, the web UI and (unless told not to) a delivery worker, and owns what they share; neither
+`api` nor `web` imports the other."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from labhooks import __version__
+from labhooks.api import problems
+from labhooks.api.limits import BodySizeLimit
+from labhooks.api.routes import api_router, operations_router
+from labhooks.delivery.worker import run_worker
+from labhooks.dependencies import AppState
+from labhooks.security import SecretBox
+from labhooks.services.subscriptions import SubscriptionService
+from labhooks.settings import Settings
+from labhooks.signals import Signal
+from labhooks.storage.database import Database
+from labhooks.web import setup as web
+
+
+def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
+    """The API and the web UI; with `with_worker`, a delivery worker runs in the same process."""
+    box = SecretBox(settings.resolved_secret_key())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.database_url)
+        state = AppState(
+            settings=settings,
+            database=database,
+            box=box,
+            subscriptions=SubscriptionService(box),
+            recorded=Signal(),
+        )
+        app.state.labhooks = state
+        stop = asyncio.Event()
+        worker = None
+        if with_worker:
+            worker = asyncio.create_task(run_worker(settings, database, box, stop, state.recorded))
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            await database.dispose()
+
+    app = FastAPI(
+        title="labhooks",
+        version=__version__,
+        description="Webhook subscriptions and delivery for laboratory devices.",
+        lifespan=lifespan,
+    )
+    problems.install(app, html_page=web.error_page)
+    app.include_router(api_router())
+    app.include_router(operations_router())
+    web.install(app, settings.resolved_secret_key(), settings.secure_cookies)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

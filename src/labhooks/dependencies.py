@@ -1,0 +1,43 @@
+"""What every request handler, API or web page, may ask for: the state made once at start-up
+and a database session. The caller (a bearer token for the API, the session cookie for pages)
+is resolved by each side's own dependency on top of these."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labhooks.security import SecretBox
+from labhooks.services.subscriptions import SubscriptionService
+from labhooks.settings import Settings
+from labhooks.signals import Signal
+from labhooks.storage.database import Database
+
+
+@dataclass
+class AppState:
+    """Everything made once at start-up and shared by all requests."""
+
+    settings: Settings
+    database: Database
+    box: SecretBox
+    subscriptions: SubscriptionService
+    recorded: Signal  # this process's worker recorded attempts
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.labhooks
+    return state
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with _state(request).database.session() as session:
+        yield session
+
+
+State = Annotated[AppState, Depends(_state)]
+DbSession = Annotated[AsyncSession, Depends(_session)]

@@ -1,0 +1,43 @@
+"""Storing published events: an insert that leaves alone an idempotency key taken already,
+including by a request that committed it a moment ago (so a race is a duplicate, not an error)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labhooks.storage.models import Event
+
+_IDEMPOTENCY = ["organization_id", "idempotency_key"]
+
+
+async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Inserts the event rows whose idempotency key is not taken; returns the ids inserted."""
+    if not rows:
+        return set()
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(Event)
+        .on_conflict_do_nothing(index_elements=_IDEMPOTENCY)
+        .returning(Event.id)
+    )
+    return set((await session.execute(statement, list(rows))).scalars())
+
+
+async def ids_by_key(
+    session: AsyncSession, organization_id: str, keys: Iterable[str]
+) -> dict[str, str]:
+    """idempotency key → id of the organisation's event stored with it."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Event.idempotency_key, Event.id).where(
+            Event.organization_id == organization_id, Event.idempotency_key.in_(wanted)
+        )
+    )
+    return {key: event_id for key, event_id in rows if key}
