@@ -18,6 +18,7 @@ from labhooks.domain.catalogue import EVENT_TYPES, webhook_payload
 from labhooks.domain.errors import FieldError, InvalidInput, NotFound, PermissionDenied
 from labhooks.domain.ids import new_id
 from labhooks.domain.people import Actor, Role, TokenScope
+from labhooks.services.devices import accessible_channels
 from labhooks.services.organizations import load_organization
 from labhooks.signals import Signal
 from labhooks.storage import events as events_table
@@ -329,12 +330,17 @@ async def wait_for_first_answers(
 
 
 async def get_event(db: AsyncSession, actor: Actor, event_id: str) -> tuple[Event, list[Delivery]]:
+    """Its publishers (administrators, gateway tokens) see the event and every delivery of it;
+    a member sees it only for a channel it may access, with its own subscriptions' deliveries."""
     organization_id = actor.require_organization()
     event = await db.get(Event, event_id)
     if event is None or event.organization_id != organization_id:
         raise NotFound("Event")
     deliveries = select(Delivery).where(Delivery.event_id == event_id).order_by(Delivery.id)
     if not actor.is_org_admin and actor.scope is TokenScope.FULL:
+        may_access = accessible_channels(actor).where(Channel.id == event.channel_id)
+        if event.channel_id is None or await db.scalar(may_access) is None:
+            raise NotFound("Event")
         deliveries = deliveries.join(
             WebhookSubscription, WebhookSubscription.id == Delivery.subscription_id
         ).where(WebhookSubscription.owner_id == actor.user_id)
