@@ -108,6 +108,27 @@ def wire(lab: Lab, receiver: Receiver) -> Wired:
     return Wired(lab, receiver, device)
 
 
+def claimable(database_url: str, delivery_id: str, seconds_from_now: float) -> bool:
+    """Whether a worker claiming that far in the future would take the delivery: the queue's
+    own rule, read without leasing anything."""
+    import asyncio
+    from datetime import timedelta
+
+    from labhooks.storage.database import Database
+    from labhooks.storage.models import utcnow
+    from labhooks.storage.queue import DeliveryQueue
+
+    async def check() -> bool:
+        database = Database(database_url)
+        try:
+            when = utcnow() + timedelta(seconds=seconds_from_now)
+            return delivery_id in await DeliveryQueue(database).claimable([delivery_id], when)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(check())
+
+
 def run_sql(database_url: str, statement: str, **params: Any) -> None:
     """A change made behind the service's back (damage, a clock moved), for a test to stage."""
     import asyncio

@@ -1,7 +1,8 @@
 """A real webhook receiver on 127.0.0.1: an aiohttp server in its own thread.
 
 Each path answers from a script of replies (the last one repeats); every request is recorded
-with its headers, body and arrival time, and how many were in flight at once.
+with its headers, body and arrival time, when it was answered, and how many were in flight at
+once.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Receiver:
         self.port = free_port()
         self.requests: list[Received] = []
         self.max_in_flight: dict[str, int] = defaultdict(int)
+        self.answered_at: dict[str, list[float]] = defaultdict(list)  # when each reply was sent
         self._in_flight: dict[str, int] = defaultdict(int)
         self._scripts: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = defaultdict(int)
@@ -96,6 +98,7 @@ class Receiver:
             return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
         finally:
             self._in_flight[path] -= 1
+            self.answered_at[path].append(time.monotonic())
 
     async def _start(self) -> None:
         app = web.Application(client_max_size=16 * 1024 * 1024)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import live
+from tests import live, private_postgres
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import Wired, wire
@@ -118,3 +118,40 @@ def test_two_workers_share_the_queue_without_duplicates(
     assert sent_twice == []  # leases never expired here, so nothing went out twice
     logs = [(tmp_path / f"{name}.log").read_text() for name in ("a", "b")]
     assert all("worker started" in text for text in logs)
+
+
+def test_an_idle_worker_hears_new_deliveries_again_after_postgresql_restarts(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Polling is set to an hour, so only NOTIFY can wake the worker: after the database
+    restarts, its LISTEN connection must be made again for a fresh event to arrive."""
+    reason = private_postgres.unavailable()
+    if reason:
+        if live.REQUIRE_POSTGRES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with private_postgres.private_cluster() as cluster:
+        live.migrate_database(cluster.url)
+        settings = settings_for(cluster.url, tmp_path)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | {
+            "LABHOOKS_DATABASE_URL": cluster.url,
+            "LABHOOKS_SECRET_KEY": str(settings.secret_key),
+            "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
+            "LABHOOKS_DELIVER_TO_PUBLIC": "false",
+            "LABHOOKS_POLL_INTERVAL": "3600",
+        }
+        with (
+            live.LiveServer(settings, with_worker=False) as server,
+            first_server_admin(server) as admin,
+        ):
+            wired = wire(new_lab(admin), receiver)
+            path = wired.path()
+            wired.subscribe(wired.receiver.script(path, Reply()))
+            with worker(environment, tmp_path / "worker.log"):
+                wired.publish(wired.event(1))
+                wired.receiver.wait_for(path, 1, timeout=30)
+                cluster.restart()
+                wired.publish(wired.event(2))
+                wired.receiver.wait_for(path, 2, timeout=30)
+        log = (tmp_path / "worker.log").read_text()
+        assert "LISTEN connection was lost" in log

@@ -72,8 +72,8 @@ class TokenBucket:
         now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= 1 - 1e-9:  # after waiting what it was told, float error must not refuse
+            self.tokens = max(self.tokens - 1, 0.0)
             return 0.0
         return (1 - self.tokens) / self.rate
 
