@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from labhooks.settings import Settings
 from tests import live, private_postgres
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
@@ -21,6 +22,18 @@ from tests.delivery_helpers import Wired, wire
 from tests.receiver import Receiver, Reply
 
 EVENTS = 300
+
+
+def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """What a `labhooks worker` process needs to share the queue of a server with `settings`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
+    return inherited | {
+        "LABHOOKS_DATABASE_URL": settings.database_url,
+        "LABHOOKS_SECRET_KEY": str(settings.secret_key),
+        "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
+        "LABHOOKS_DELIVER_TO_PUBLIC": "false",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -35,14 +48,9 @@ def queue_only(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Wired, dict
     with live.postgres_database() as url:
         live.migrate_database(url)
         settings = settings_for(url, tmp_path, worker_concurrency=40)
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | {
-            "LABHOOKS_DATABASE_URL": url,
-            "LABHOOKS_SECRET_KEY": str(settings.secret_key),
-            "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
-            "LABHOOKS_DELIVER_TO_PUBLIC": "false",
-            "LABHOOKS_DELIVERY_TIMEOUT": "2",
-            "LABHOOKS_WORKER_CONCURRENCY": "40",
-        }
+        environment = worker_environment(
+            settings, LABHOOKS_DELIVERY_TIMEOUT="2", LABHOOKS_WORKER_CONCURRENCY="40"
+        )
         with (
             live.LiveServer(settings, with_worker=False) as server,
             first_server_admin(server) as admin,
@@ -133,13 +141,7 @@ def test_an_idle_worker_hears_new_deliveries_again_after_postgresql_restarts(
     with private_postgres.private_cluster() as cluster:
         live.migrate_database(cluster.url)
         settings = settings_for(cluster.url, tmp_path)
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | {
-            "LABHOOKS_DATABASE_URL": cluster.url,
-            "LABHOOKS_SECRET_KEY": str(settings.secret_key),
-            "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
-            "LABHOOKS_DELIVER_TO_PUBLIC": "false",
-            "LABHOOKS_POLL_INTERVAL": "3600",
-        }
+        environment = worker_environment(settings, LABHOOKS_POLL_INTERVAL="3600")
         with (
             live.LiveServer(settings, with_worker=False) as server,
             first_server_admin(server) as admin,
