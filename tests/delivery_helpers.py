@@ -129,6 +129,30 @@ def claimable(database_url: str, delivery_id: str, seconds_from_now: float) -> b
     return asyncio.run(check())
 
 
+def make_due(database_url: str, delivery_id: str) -> None:
+    """Moves a delivery's next attempt to now, as if its retry delay had passed."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from labhooks.storage.database import Database
+    from labhooks.storage.models import Delivery, utcnow
+
+    async def run() -> None:
+        database = Database(database_url)
+        try:
+            async with database.engine.begin() as connection:
+                await connection.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery_id)
+                    .values(next_attempt_at=utcnow())
+                )
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
 def run_sql(database_url: str, statement: str, **params: Any) -> None:
     """A change made behind the service's back (damage, a clock moved), for a test to stage."""
     import asyncio

@@ -27,6 +27,7 @@ class Reply:
     body: bytes = b'{"received": true}'
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     delay: float = 0.0
+    gate: threading.Event | None = None  # answer only once the test opens it
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Receiver:
                 self._arrived.notify_all()
             if reply.delay:
                 await asyncio.sleep(reply.delay)
+            if reply.gate is not None:
+                await asyncio.get_running_loop().run_in_executor(None, reply.gate.wait, 30)
             return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
         finally:
             self._in_flight[path] -= 1

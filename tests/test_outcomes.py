@@ -9,7 +9,6 @@ from email.utils import format_datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labhooks.delivery.worker import TokenBucket
 from labhooks.domain.outcomes import (
     ATTEMPT_COLUMNS,
     Attempt,
@@ -18,6 +17,7 @@ from labhooks.domain.outcomes import (
     Verdict,
     decide,
 )
+from labhooks.domain.ratelimit import TokenBucket
 from labhooks.domain.retry import (
     JITTER,
     MAX_RETRY_AFTER_S,

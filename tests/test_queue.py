@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,16 @@ def test_fresh_deliveries_are_claimed_before_due_retries(idle: tuple[Wired, str]
     assert fresh_event in next_up.payload
     [then] = claim(url, 1)
     assert then.delivery_id == first.delivery_id and then.attempt_count == 1
+
+
+def test_a_claim_carries_its_events_body_and_its_subscriptions_version(
+    idle: tuple[Wired, str],
+) -> None:
+    wired, url = idle
+    subscription = wired.subscribe(wired.receiver.url("/never-sent"))
+    event_id = wired.publish(wired.event(7))["event_ids"][0]
+    [claimed] = claim(url, 1)
+    assert json.loads(claimed.payload) == wired.admin.ok("GET", f"/events/{event_id}")["payload"]
+    assert claimed.subscription_id == subscription["id"]
+    updated_at = datetime.fromisoformat(subscription["updated_at"].replace("Z", "+00:00"))
+    assert claimed.subscription_version == updated_at

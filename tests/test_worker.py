@@ -6,26 +6,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from labhooks.delivery.sender import Request
 from labhooks.delivery.worker import Worker
-from labhooks.domain.outcomes import Attempt
+from labhooks.domain.outcomes import Attempt, AutoDisable
 from labhooks.domain.people import Actor
 from labhooks.security import SecretBox
 from labhooks.services import devices, events, organizations, target_urls, tokens, users
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
 from labhooks.settings import Settings
-from labhooks.storage.database import Database
+from labhooks.storage.database import Database, DatabaseUnavailable
 from labhooks.storage.models import Delivery, DeliveryAttempt, WebhookSubscription
-from labhooks.storage.queue import DeliveryQueue
+from labhooks.storage.queue import DeliveryQueue, Finished
 from tests.api import unique
 from tests.conftest import settings_for
 from tests.live import fresh_database
@@ -40,6 +41,7 @@ class FakeSender:
 
     answer: Callable[[Request], dict[str, Any]] = lambda _: OK
     delay: float = 0.0
+    meanwhile: Callable[[Request], Awaitable[None]] | None = None  # runs while "in flight"
     requests: list[Request] = field(default_factory=list)
     max_in_flight: Counter[str] = field(default_factory=Counter)
     _in_flight: Counter[str] = field(default_factory=Counter)
@@ -52,6 +54,8 @@ class FakeSender:
         )
         try:
             await asyncio.sleep(self.delay)
+            if self.meanwhile is not None:
+                await self.meanwhile(request)
             outcome = self.answer(request)
         finally:
             self._in_flight[request.url] -= 1
@@ -116,11 +120,15 @@ class Lab:
                 )
             )
 
-    async def run(self, sender: FakeSender, until: Callable[[], Awaitable[bool]]) -> None:
+    async def run(
+        self,
+        sender: FakeSender,
+        until: Callable[[], Awaitable[bool]],
+        queue: DeliveryQueue | None = None,
+    ) -> None:
         """A worker with `sender` until `until()` holds (at most 20 s), then stopped."""
-        worker = Worker(
-            self.settings, DeliveryQueue(self.database), self.box, sender, self.database.enqueued
-        )
+        queue = queue or DeliveryQueue(self.database)
+        worker = Worker(self.settings, queue, self.box, sender, self.database.enqueued)
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop))
         try:
@@ -301,22 +309,89 @@ def test_an_ordered_subscription_sends_one_at_a_time_in_event_order(
     with_lab(queue_url, tmp_path, scenario)
 
 
-def test_a_rate_limit_gives_back_what_exceeds_it_unsent(queue_url: str, tmp_path: Path) -> None:
+def test_a_rate_limit_gives_back_what_exceeds_it_unsent_each_in_its_own_slot(
+    queue_url: str, tmp_path: Path
+) -> None:
     async def scenario(lab: Lab) -> None:
-        limited = await lab.subscribe("https://lims.example.org/limited", rate_limit_per_s=2)
+        limited = await lab.subscribe("https://lims.example.org/limited", rate_limit_per_s=0.5)
         await lab.publish(6)
         sender = FakeSender()
 
-        async def two_sent() -> bool:
-            return len(sender.requests) >= 2
+        async def one_sent() -> bool:
+            return len(sender.requests) >= 1
 
         claimed_at = datetime.now(UTC)
-        await lab.run(sender, two_sent)
+        await lab.run(sender, one_sent)
         deliveries = await lab.deliveries(limited)
         waiting = [d for d in deliveries if d.attempt_count == 0]
-        assert len(sender.requests) == 2 and len(waiting) == 4  # a bucket of 2 went out
-        for delivery in waiting:  # the rest were given back unleased, due a little later
+        assert len(sender.requests) == 1 and len(waiting) == 5  # a bucket of 1 went out
+        due = sorted(d.next_attempt_at for d in waiting)
+        for delivery in waiting:  # the rest were given back unleased, due later
             assert delivery.status == "pending" and delivery.lease_expires_at is None
-            assert delivery.next_attempt_at > claimed_at
+        assert due[0] > claimed_at
+        # one every 2 s (the rate), not all at the next refill
+        gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(due)]
+        assert all(gap == pytest.approx(2.0, abs=0.1) for gap in gaps), gaps
+
+    with_lab(queue_url, tmp_path, scenario)
+
+
+class OnceUnavailable(DeliveryQueue):
+    """The real queue, whose first `fails` write-backs find the database unavailable."""
+
+    def __init__(self, database: Database, fails: int) -> None:
+        super().__init__(database)
+        self.fails = fails
+
+    async def complete(self, finished: Sequence[Finished], auto_disable: AutoDisable) -> None:
+        if self.fails:
+            self.fails -= 1
+            raise DatabaseUnavailable("database is locked")
+        await super().complete(finished, auto_disable)
+
+
+def test_a_database_unavailable_for_a_moment_loses_no_answer(
+    queue_url: str, tmp_path: Path
+) -> None:
+    """Results the database could not take are written whole once it can, answers and all;
+    meanwhile nothing more is claimed."""
+
+    async def scenario(lab: Lab) -> None:
+        subscription = await lab.subscribe("https://lims.example.org/in")
+        await lab.publish(3)
+        queue = OnceUnavailable(lab.database, fails=3)
+        await lab.run(FakeSender(), lambda: lab.all_attempted(subscription), queue)
+        assert {d.status for d in await lab.deliveries(subscription)} == {"succeeded"}
+        attempts = await lab.attempts(subscription)
+        assert len(attempts) == 3
+        assert all(a.response_body == "ok" and a.error is None for a in attempts)
+
+    with_lab(queue_url, tmp_path, scenario)
+
+
+def test_a_delivery_that_vanishes_while_in_flight_does_not_stop_the_others(
+    queue_url: str, tmp_path: Path
+) -> None:
+    """Its attempt can be recorded in no form (its row is gone, as a purge would do): it is
+    dropped with a log line, and every other result, then and later, is recorded."""
+
+    async def scenario(lab: Lab) -> None:
+        kept = await lab.subscribe("https://lims.example.org/kept")
+        gone = await lab.subscribe("https://lims.example.org/gone")
+
+        async def remove_the_gone_ones(request: Request) -> None:
+            if request.url.endswith("/gone"):
+                async with lab.database.engine.begin() as connection:
+                    await connection.execute(
+                        delete(Delivery).where(Delivery.id == request.delivery_id)
+                    )
+
+        await lab.publish(3)
+        sender = FakeSender(meanwhile=remove_the_gone_ones)
+        await lab.run(sender, lambda: lab.all_attempted(kept, gone))
+        await lab.publish(2)
+        await lab.run(sender, lambda: lab.all_attempted(kept))
+        assert [d.status for d in await lab.deliveries(kept)] == ["succeeded"] * 5
+        assert await lab.deliveries(gone) == []
 
     with_lab(queue_url, tmp_path, scenario)

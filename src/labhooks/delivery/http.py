@@ -119,7 +119,7 @@ class HttpSender:
                     response_headers=headers,
                     response_body=body_text,
                     response_note=note,
-                    error=_redirect_note(response),
+                    error=_redirect_note(response.status, headers),
                 )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return request.attempt(
@@ -145,9 +145,10 @@ def storable_text(raw: bytes, complete: bool = True) -> tuple[str, bool]:
 def capture(
     raw_headers: Sequence[tuple[bytes, bytes]], body: bytes, complete: bool
 ) -> tuple[dict[str, str], str, str | None]:
-    """Response headers (repeated ones joined with ", "), the body, and a note naming what was
-    escaped, if anything."""
+    """Response headers (a repeated one joined with ", " under its first spelling), the body,
+    and a note naming what was escaped, if anything."""
     headers: dict[str, str] = {}
+    spelling: dict[str, str] = {}  # lower-case name → the name as first sent
     escaped: list[str] = []
     for raw_name, raw_value in raw_headers:
         (name, name_escaped), (value, value_escaped) = (
@@ -156,6 +157,7 @@ def capture(
         )
         if name_escaped or value_escaped:
             escaped.append(f"header {name}")
+        name = spelling.setdefault(name.lower(), name)
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     text, body_escaped = storable_text(body, complete)
     if body_escaped:
@@ -174,9 +176,9 @@ def _elapsed(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _redirect_note(response: aiohttp.ClientResponse) -> str | None:
-    if 300 <= response.status < 400:
-        location = response.headers.get("Location", "nowhere")
+def _redirect_note(status: int, headers: dict[str, str]) -> str | None:
+    if 300 <= status < 400:
+        location = next((v for k, v in headers.items() if k.lower() == "location"), "nowhere")
         return f"redirect to {location} not followed; register and subscribe the final URL"
     return None
 

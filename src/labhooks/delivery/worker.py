@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,11 +26,12 @@ from labhooks.delivery.sender import USER_AGENT, Request, Sender
 from labhooks.domain.headers import MASKED_VALUE
 from labhooks.domain.network import AddressPolicy
 from labhooks.domain.outcomes import Attempt, AutoDisable, Decision, Verdict, decide
+from labhooks.domain.ratelimit import TokenBucket
 from labhooks.domain.signing import Signer
 from labhooks.security import SecretBox
 from labhooks.settings import Settings
 from labhooks.signals import Signal
-from labhooks.storage.database import Database
+from labhooks.storage.database import Database, DatabaseUnavailable
 from labhooks.storage.models import utcnow
 from labhooks.storage.queue import Claimed, DeliveryQueue, Finished, SubscriptionDetails
 
@@ -57,27 +58,6 @@ class SubscriptionRuntime:
     broken: str | None = None  # why nothing can be sent to it
 
 
-class TokenBucket:
-    """Per-subscription rate limit, in this worker (see docs: limits are per worker process)."""
-
-    def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate_per_s
-        self.capacity = max(rate_per_s, 1.0)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.updated = clock()
-
-    def take(self) -> float:
-        """0 when a request may go now, else seconds until one may."""
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1 - 1e-9:  # after waiting what it was told, float error must not refuse
-            self.tokens = max(self.tokens - 1, 0.0)
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
 class Worker:
     def __init__(
         self,
@@ -99,6 +79,7 @@ class Worker:
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._finished: list[Finished] = []
+        self._unwritten: list[Finished] = []  # results the database could not take yet
         self._finished_ready = asyncio.Event()
         self._room = asyncio.Event()
         self._claim_at = max(1, min(settings.worker_batch_size, settings.worker_concurrency // 4))
@@ -106,15 +87,17 @@ class Worker:
         self._timer_at = float("inf")
 
     async def run(self, stop: asyncio.Event) -> None:
+        claiming_done = asyncio.Event()
         async with self.queue.listening(self.enqueued):
-            writer = asyncio.create_task(self._write_loop(stop))
+            writer = asyncio.create_task(self._write_loop(claiming_done))
             log.info("worker started (concurrency %d)", self.settings.worker_concurrency)
             try:
                 await self._claim_loop(stop)
             finally:
                 if self._in_flight:
                     await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 1)
-                stop.set()
+                # only now: a claim still running when `stop` was set may have dispatched more
+                claiming_done.set()
                 self._finished_ready.set()
                 await writer
                 log.info("worker stopped")
@@ -124,6 +107,9 @@ class Worker:
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         settings = self.settings
         while not stop.is_set():
+            if self._unwritten:  # the database cannot record results: send nothing more now
+                await _first_of(stop, asyncio.sleep(ERROR_BACKOFF_S))
+                continue
             room = settings.worker_concurrency - len(self._in_flight)
             if room < self._claim_at and self._in_flight:
                 self._room.clear()
@@ -145,7 +131,8 @@ class Worker:
 
     async def _dispatch(self, claimed: list[Claimed]) -> None:
         await self._load_runtimes(claimed)
-        deferred: dict[float, list[str]] = {}
+        now = utcnow()
+        deferred: list[tuple[str, datetime]] = []
         for delivery in claimed:
             runtime = self._runtimes.get(delivery.subscription_id)
             if runtime is None:
@@ -162,14 +149,17 @@ class Worker:
                     )
                 wait = bucket.take()
                 if wait:
-                    deferred.setdefault(round(wait, 2), []).append(delivery.delivery_id)
+                    # each one given back gets its own slot in the subscription's rate, so a
+                    # backlog is not claimed and given back whole at every refill
+                    queued = bucket.reserve()
+                    deferred.append((delivery.delivery_id, now + timedelta(seconds=wait + queued)))
                     continue
             task = asyncio.create_task(self._attempt(delivery, runtime))
             self._in_flight.add(task)
             task.add_done_callback(self._task_done)
-        for wait, ids in deferred.items():
-            await self.queue.defer(ids, utcnow() + timedelta(seconds=wait))
-            self._wake_at(time.time() + wait)
+        if deferred:
+            await self.queue.defer(deferred)
+            self._wake_at(min(at for _, at in deferred).timestamp())
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -268,16 +258,15 @@ class Worker:
 
     # -- recording results ----------------------------------------------------------------
 
-    async def _write_loop(self, stop: asyncio.Event) -> None:
-        unwritten: list[Finished] = []
+    async def _write_loop(self, claiming_done: asyncio.Event) -> None:
         failed_tries = 0
         while True:
             await self._finished_ready.wait()
             self._finished_ready.clear()
             await asyncio.sleep(0.005)  # let a few more attempts finish into this batch
-            batch, self._finished = unwritten + self._finished, []
-            unwritten = await self._record(batch)
-            left = {id(f) for f in unwritten}
+            batch, self._finished = self._unwritten + self._finished, []
+            self._unwritten = await self._record(batch)
+            left = {id(f) for f in self._unwritten}
             written = [f for f in batch if id(f) not in left]
             if written:
                 self.recorded.set()
@@ -288,40 +277,45 @@ class Worker:
                 ]
                 if retries:
                     self._wake_at(min(retries).timestamp())
-            if unwritten:
+            if self._unwritten:
                 failed_tries += 1
-                if stop.is_set() and failed_tries >= GIVE_UP_WRITING_AT_STOP:
+                if claiming_done.is_set() and failed_tries >= GIVE_UP_WRITING_AT_STOP:
                     log.error(
                         "stopping with %d attempts unrecorded; their deliveries go out again "
                         "when their leases end",
-                        len(unwritten),
+                        len(self._unwritten),
                     )
                     return
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 self._finished_ready.set()
                 continue
             failed_tries = 0
-            if stop.is_set() and not self._in_flight and not self._finished:
+            if claiming_done.is_set() and not self._in_flight and not self._finished:
                 return
 
     async def _record(self, batch: list[Finished]) -> list[Finished]:
-        """Writes the batch; what fails is split in halves and written again, and an attempt
-        that cannot be written alone is recorded without its answer, failed with the storage
-        error. Returns what could not be written at all (the database itself is failing)."""
+        """Writes the batch and returns what the database could not take now (it is down,
+        locked, restarting): that waits whole for the next try. What it refuses for its
+        content is split in halves and written again, down to the one attempt that cannot be
+        stored; that one is recorded without its answer, failed with the database's error. If
+        the database refuses even that (its delivery is gone), it is logged and dropped."""
         parts = [batch] if batch else []
         while parts:
             part = parts.pop()
             try:
                 await self.queue.complete(part, self.auto_disable)
                 continue
+            except DatabaseUnavailable as exc:
+                log.error("the database cannot record attempts now (%s); trying again", exc)
+                return [*part, *[f for rest in parts for f in rest]]
             except Exception as exc:
-                error = exc
+                refused = exc
             if len(part) > 1:
                 middle = len(part) // 2
                 parts += [part[middle:], part[:middle]]
                 continue
             [finished] = part
-            reason = _storage_error(error)
+            reason = _storage_error(refused)
             log.error("recording delivery %s failed: %s", finished.delivery.delivery_id, reason)
             stripped = finished.attempt.as_unstorable(reason)
             fallback = Finished(
@@ -329,9 +323,13 @@ class Worker:
             )
             try:
                 await self.queue.complete([fallback], self.auto_disable)
-            except Exception:
-                log.exception("the database cannot record attempts; trying again")
+            except DatabaseUnavailable:
                 return [finished, *[f for rest in parts for f in rest]]
+            except Exception:
+                log.exception(
+                    "delivery %s cannot be recorded at all; left to its lease",
+                    finished.delivery.delivery_id,
+                )
         return []
 
     def _wake_at(self, when: float) -> None:

@@ -113,7 +113,8 @@ async def resend(db: AsyncSession, actor: Actor, delivery_id: str) -> Delivery:
         raise Conflict("This delivery is still pending; it goes out on its own.")
     if delivery.status == DeliveryStatus.CANCELLED:
         raise Conflict("This delivery was cancelled with its subscription.")
-    await queue.requeue(db, delivery_id)
+    if not await queue.requeue(db, delivery_id):
+        raise Conflict("This delivery's subscription was deleted; nothing more is sent to it.")
     await db.commit()
     await db.refresh(delivery)
     return delivery

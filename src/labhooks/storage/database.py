@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -97,14 +97,40 @@ def _translated(context: ExceptionContext) -> Exception | None:
     if not isinstance(context.sqlalchemy_exception, IntegrityError):
         return None
     driver_error = context.original_exception
-    postgres = getattr(driver_error, "__cause__", None) or driver_error
-    if getattr(postgres, "sqlstate", None) == _UNIQUE_VIOLATION:
+    if context.dialect.name == "postgresql":
+        postgres = getattr(driver_error, "__cause__", None) or driver_error
+        if getattr(postgres, "sqlstate", None) != _UNIQUE_VIOLATION:
+            return None
         key = _POSTGRES_KEY.search(getattr(postgres, "detail", None) or "")
         table = getattr(postgres, "table_name", None) or ""
         return Duplicate(_NOUNS.get(table, "A row"), key.group(1).split(", ")[-1] if key else "id")
     if found := _SQLITE_UNIQUE.search(str(driver_error)):
         return Duplicate(_NOUNS.get(found.group(1), "A row"), found.group(0).rsplit(".", 1)[1])
     return None
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not do it now (down, restarting, locked, a deadlock): the same work
+    may succeed later, unlike work the database refuses for what it contains."""
+
+
+# PostgreSQL SQLSTATE classes that say "not now" rather than "not this": connection exception,
+# transaction rollback (serialization failure, deadlock), insufficient resources, operator
+# intervention (shutdown), system error.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` says the database is unavailable for now (see DatabaseUnavailable)."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True  # SQLite's "database is locked", lost connections, timeouts
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        cause = getattr(error.orig, "__cause__", None) or error.orig
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
 
 
 # -- waking this process's workers ----------------------------------------------------------

@@ -16,9 +16,13 @@ _IDEMPOTENCY = ["organization_id", "idempotency_key"]
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Inserts the event rows whose idempotency key is not taken; returns the ids inserted."""
+    """Inserts the event rows whose idempotency key is not taken; returns the ids inserted.
+
+    Rows go in key order, so two requests inserting the same keys lock them in the same order
+    and cannot deadlock on PostgreSQL."""
     if not rows:
         return set()
+    rows = sorted(rows, key=lambda row: row["idempotency_key"] or "")
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     statement = (
         dialect.insert(Event)

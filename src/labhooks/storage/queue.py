@@ -13,15 +13,13 @@ works on Core statements, not ORM objects: this is the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -35,7 +33,8 @@ from labhooks.domain.outcomes import (
     Verdict,
 )
 from labhooks.signals import Signal
-from labhooks.storage.database import WAKE_ON_COMMIT, Database
+from labhooks.storage import notify
+from labhooks.storage.database import Database, DatabaseUnavailable, is_transient
 from labhooks.storage.models import (
     Delivery,
     DeliveryAttempt,
@@ -46,11 +45,9 @@ from labhooks.storage.models import (
     utcnow,
 )
 
-log = logging.getLogger("labhooks.queue")
 PENDING = DeliveryStatus.PENDING.value
-NOTIFY_CHANNEL = "labhooks_deliveries"
 FRESH, RETRY = 0, 1  # priorities: fresh deliveries are claimed before retries
-LISTEN_RETRY_S = (0.5, 1, 2, 5, 10)  # backoff while the LISTEN connection cannot be made
+wake = notify.wake  # services call it as a transition of the queue: held deliveries may go out
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,7 @@ async def enqueue(
         for subscription_id, event_id in pairs
     ]
     await session.execute(insert(Delivery), rows)
-    await wake(session)
+    await notify.wake(session)
     return [
         (str(row["id"]), subscription_id)
         for row, (subscription_id, _) in zip(rows, pairs, strict=True)
@@ -139,9 +136,24 @@ def _requeue() -> Any:
     )
 
 
-async def requeue(session: AsyncSession, delivery_id: str) -> None:
-    await session.execute(_requeue().where(Delivery.id == delivery_id))
-    await wake(session)
+async def requeue(session: AsyncSession, delivery_id: str) -> bool:
+    """A finished delivery of a subscription that still exists goes out again; False when the
+    delivery is not one (pending, cancelled, or its subscription deleted)."""
+    live_subscription = select(WebhookSubscription.id).where(
+        WebhookSubscription.id == Delivery.subscription_id,
+        WebhookSubscription.deleted_at.is_(None),
+    )
+    result = await session.execute(
+        _requeue().where(
+            Delivery.id == delivery_id,
+            Delivery.status.in_([DeliveryStatus.SUCCEEDED.value, DeliveryStatus.FAILED.value]),
+            live_subscription.exists(),
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    await notify.wake(session)
+    return True
 
 
 async def requeue_failed(session: AsyncSession, subscription_id: str, since: datetime) -> int:
@@ -153,7 +165,7 @@ async def requeue_failed(session: AsyncSession, subscription_id: str, since: dat
             Delivery.created_at >= since,
         )
     )
-    await wake(session)
+    await notify.wake(session)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -167,14 +179,6 @@ async def cancel(session: AsyncSession, subscription_ids: Sequence[str]) -> None
         .values(status=DeliveryStatus.CANCELLED.value, completed_at=utcnow(), lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-
-
-async def wake(session: AsyncSession) -> None:
-    """Wakes the workers when the caller's transaction commits: this process's through the
-    session hook in storage.database, other processes' through PostgreSQL's NOTIFY."""
-    session.info[WAKE_ON_COMMIT] = True
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 # -- the workers' side -------------------------------------------------------------------
@@ -285,19 +289,31 @@ class DeliveryQueue:
             rows = list(await connection.execute(details))
         return {row[0]: SubscriptionDetails(*row, headers=by_subscription[row[0]]) for row in rows}
 
-    async def defer(self, delivery_ids: Sequence[str], until: datetime) -> None:
-        """Gives deliveries back unsent (a rate limit), due again at `until`."""
-        if not delivery_ids:
+    async def defer(self, due_again: Sequence[tuple[str, datetime]]) -> None:
+        """Gives deliveries back unsent (a rate limit), each due again at its time."""
+        if not due_again:
             return
+        give_back = (
+            update(Delivery)
+            .where(Delivery.id == bindparam("b_id"))
+            .values(next_attempt_at=bindparam("b_due"), lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
         async with self.database.engine.begin() as connection:
-            await connection.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(delivery_ids))
-                .values(next_attempt_at=until, lease_expires_at=None)
-            )
+            await connection.execute(give_back, [{"b_id": i, "b_due": at} for i, at in due_again])
 
     async def complete(self, finished: Sequence[Finished], auto_disable: AutoDisable) -> None:
-        """Records a batch of attempts and their decisions in one transaction."""
+        """Records a batch of attempts and their decisions in one transaction. Raises
+        DatabaseUnavailable when the database could not do it now; any other error means it
+        refused what the batch contains."""
+        try:
+            await self._complete(finished, auto_disable)
+        except Exception as exc:
+            if is_transient(exc):
+                raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
+            raise
+
+    async def _complete(self, finished: Sequence[Finished], auto_disable: AutoDisable) -> None:
         if not finished:
             return
         now = utcnow()
@@ -307,6 +323,7 @@ class DeliveryQueue:
         updates = [
             {
                 "b_id": f.delivery.delivery_id,
+                "b_claimed": f.delivery.attempt_count,
                 "b_status": f.decision.status.value,
                 "b_next": f.decision.next_attempt_at or now,
                 "b_code": f.attempt.response_status,
@@ -315,9 +332,15 @@ class DeliveryQueue:
             }
             for f in finished
         ]
+        # Only the claim this attempt was made under moves the delivery on: a result written
+        # late (its lease ran out, another worker claimed and recorded it) changes nothing.
         write_back = (
             update(Delivery)
-            .where(Delivery.id == bindparam("b_id"), Delivery.status == PENDING)
+            .where(
+                Delivery.id == bindparam("b_id"),
+                Delivery.status == PENDING,
+                Delivery.attempt_count == bindparam("b_claimed"),
+            )
             .values(
                 status=bindparam("b_status"),
                 next_attempt_at=bindparam("b_next"),
@@ -336,48 +359,9 @@ class DeliveryQueue:
             await connection.execute(write_back, updates)
             await _track_failures(connection, finished, now, auto_disable)
 
-    @contextlib.asynccontextmanager
-    async def listening(self, enqueued: Signal) -> AsyncIterator[None]:
-        """On PostgreSQL, a dedicated connection LISTENs and sets `enqueued` on every NOTIFY;
-        when the connection is lost (a database restart), it is made again with backoff."""
-        if self.database.dialect != "postgresql":
-            yield
-            return
-        listener = asyncio.create_task(self._listen(enqueued))
-        try:
-            yield
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-
-    async def _listen(self, enqueued: Signal) -> None:
-        import asyncpg
-
-        url = self.database.engine.url.set(drivername="postgresql")
-        failures = 0
-        while True:
-            try:
-                connection = await asyncpg.connect(url.render_as_string(hide_password=False))
-            except (OSError, asyncpg.PostgresError) as exc:
-                delay = LISTEN_RETRY_S[min(failures, len(LISTEN_RETRY_S) - 1)]
-                failures += 1
-                log.warning("cannot LISTEN for new deliveries (%s); again in %g s", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            lost = asyncio.Event()
-            connection.add_termination_listener(lambda _, lost=lost: lost.set())
-            try:
-                await connection.add_listener(NOTIFY_CHANNEL, lambda *_: enqueued.set())
-                if failures:
-                    log.info("listening for new deliveries again")
-                failures = 0
-                enqueued.set()  # what was enqueued while nobody listened is due now
-                await lost.wait()
-                log.warning("the LISTEN connection was lost; reconnecting")
-            finally:
-                if not connection.is_closed():
-                    await connection.close()
+    def listening(self, enqueued: Signal) -> contextlib.AbstractAsyncContextManager[None]:
+        """While inside, NOTIFY from other processes sets `enqueued` (PostgreSQL only)."""
+        return notify.listening(self.database, enqueued)
 
 
 async def _track_failures(
