@@ -24,3 +24,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The README's pictures, refreshed on purpose: the browser tests write their screenshots into
+# docs/screenshots/ (otherwise into a temporary folder, so `make test` leaves the tree clean).
+.PHONY: screenshots
+screenshots: $(STAMP)
+	LABHOOKS_SCREENSHOTS=$(CURDIR)/docs/screenshots LABHOOKS_REQUIRE_BROWSER=1 $(BIN)/pytest tests/test_web_ui.py

@@ -1,53 +1,37 @@
 """The seed's procedures clicked through in Chromium, exactly as the help article writes them.
 
 Runs on SQLite only: the pages call the same services the API tests run on both databases.
-Screenshots of the overview, the form with its dialog, and the delivery log go to
-docs/screenshots/ for the README.
+Screenshots of the overview, the form with its dialog, and the delivery log go to a temporary
+folder, or to the folder LABHOOKS_SCREENSHOTS names: `make screenshots` names docs/screenshots/,
+the README's pictures.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.api import PASSWORD, Api, Lab
 from tests.delivery_helpers import Wired, wire
 from tests.receiver import Receiver
+from tests.web_helpers import chromium, log_in, screenshot_folder
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
 def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server: Playwright's sync API keeps an
-    event loop running in this thread, which asyncio.run() in later fixtures cannot share."""
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if os.environ.get("LABHOOKS_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
+    """Chromium for this module only, started after the server (see `chromium`)."""
+    yield from chromium()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return screenshot_folder(tmp_path_factory)
 
 
 @pytest.fixture
@@ -87,13 +71,6 @@ def member_of(wired: Wired) -> tuple[Api, str, str]:
     return wired.admin.as_(wired.admin.login(email)), user["id"], email
 
 
-def log_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
 def open_overview(page: Page) -> None:
     """Steps 1-2 of every procedure: click More, navigate to Webhook Subscriptions."""
     page.get_by_text("More", exact=True).click()
@@ -114,7 +91,9 @@ def pick_events(page: Page, device_query: str, events: list[tuple[str, str]]) ->
         group.get_by_label(event).check()
 
 
-def test_the_seed_procedures(page: Page, server, lims: Wired, receiver: Receiver) -> None:
+def test_the_seed_procedures(
+    page: Page, server, lims: Wired, receiver: Receiver, screenshots: Path
+) -> None:
     member, _, email = member_of(lims)
     base = server.url
     target = receiver.url("/lims/samples")
@@ -138,7 +117,7 @@ def test_the_seed_procedures(page: Page, server, lims: Wired, receiver: Receiver
     page.get_by_role("button", name="Selected Channels").click()
     pick_events(page, "balance", [("Weight", "data_point.created")])
     pick_events(page, "pH meter", [("pH", "data_point.created"), ("pH", "incident.opened")])
-    page.screenshot(path=SCREENSHOTS / "form-with-channel-dialog.png")
+    page.screenshot(path=screenshots / "form-with-channel-dialog.png")
     page.get_by_role("button", name="CONFIRM").click()
     expect(page.locator("#selection-summary")).to_contain_text(
         "Balance XS205 · Weight: data_point.created"
@@ -160,7 +139,7 @@ def test_the_seed_procedures(page: Page, server, lims: Wired, receiver: Receiver
     open_overview(page)
     row = page.locator("tbody tr", has_text=target)
     expect(row).to_contain_text("pH meter SevenExcellence · pH: incident.opened")
-    page.screenshot(path=SCREENSHOTS / "overview.png", full_page=True)
+    page.screenshot(path=screenshots / "overview.png", full_page=True)
 
     # -- (De)Activate -------------------------------------------------------------------
     toggle = row.get_by_role("switch")
@@ -204,7 +183,7 @@ def test_the_seed_procedures(page: Page, server, lims: Wired, receiver: Receiver
     expect(attempt).to_contain_text("webhook-signature: v1,")
     expect(attempt).to_contain_text("Authorization: ••••••••")
     expect(page.locator("#delivery-log pre.body").first).to_contain_text('"test":true')
-    page.screenshot(path=SCREENSHOTS / "delivery-log.png", full_page=True)
+    page.screenshot(path=screenshots / "delivery-log.png", full_page=True)
 
     # -- Delete -------------------------------------------------------------------------
     open_overview(page)
@@ -304,7 +283,9 @@ def test_wrong_credentials_say_so_and_repeated_failures_are_limited(
     expect(page.locator("#login-error")).to_contain_text("Too many failed attempts")
 
 
-def test_pages_are_readable_at_phone_width(browser: Browser, server, lims: Wired) -> None:
+def test_pages_are_readable_at_phone_width(
+    browser: Browser, server, lims: Wired, screenshots: Path
+) -> None:
     member, _, email = member_of(lims)
     lims.subscribe(lims.receiver.url("/phone"), api=member)
     context = browser.new_context(viewport={"width": 390, "height": 844})
@@ -313,7 +294,7 @@ def test_pages_are_readable_at_phone_width(browser: Browser, server, lims: Wired
     open_overview(page)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # no sideways scrolling
-    page.screenshot(path=SCREENSHOTS / "overview-phone.png", full_page=True)
+    page.screenshot(path=screenshots / "overview-phone.png", full_page=True)
     context.close()
 
 

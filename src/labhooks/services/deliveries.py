@@ -71,11 +71,11 @@ async def recent_deliveries(
     subscriptions: SubscriptionService,
     subscription_id: str,
     status: str | None,
-    limit: int = 50,
-) -> list[Delivery]:
+    page: PageRequest,
+) -> Page[Delivery]:
     """The newest deliveries of a subscription first: the delivery log as people read it."""
     statement = await _of_subscription(db, actor, subscriptions, subscription_id, status)
-    return list(await db.scalars(statement.order_by(Delivery.id.desc()).limit(limit)))
+    return await fetch_page(db, statement, Delivery.id, page, descending=True)
 
 
 async def get_delivery(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -191,6 +193,36 @@ async def list_grants(
     if user_id:
         statement = statement.where(ChannelGrant.user_id == user_id)
     return await fetch_page(db, statement, ChannelGrant.id, page)
+
+
+@dataclass(frozen=True)
+class ChannelAccess:
+    """A grant with whom and what it names, as the organisation page lists it."""
+
+    id: str
+    user: User
+    channel: Channel  # its device loaded
+
+
+async def list_channel_access(
+    db: AsyncSession, actor: Actor, page: PageRequest
+) -> Page[ChannelAccess]:
+    grants = await list_grants(db, actor, page)
+    user_ids = {g.user_id for g in grants.items}
+    channel_ids = {g.channel_id for g in grants.items}
+    users = {u.id: u for u in await db.scalars(select(User).where(User.id.in_(user_ids)))}
+    channels = {
+        c.id: c
+        for c in await db.scalars(
+            select(Channel).options(selectinload(Channel.device)).where(Channel.id.in_(channel_ids))
+        )
+    }
+    rows = [
+        ChannelAccess(g.id, users[g.user_id], channels[g.channel_id])
+        for g in grants.items
+        if g.user_id in users and g.channel_id in channels
+    ]
+    return Page(rows, grants.next_cursor)
 
 
 async def create_grant(db: AsyncSession, actor: Actor, data: GrantCreate) -> ChannelGrant:

@@ -1,10 +1,12 @@
-"""Cursor pagination over time-ordered ids: a page is `WHERE id > cursor ORDER BY id LIMIT n`."""
+"""Cursor pagination over time-ordered ids: a page is `WHERE id > cursor ORDER BY id LIMIT n`
+(newest first: `WHERE id < cursor ORDER BY id DESC`). The cursor names the last id shown."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -51,15 +53,37 @@ def decode_cursor(cursor: str) -> str:
     return last_id
 
 
+def cursor_before(item_id: str) -> str:
+    """The cursor of a page (in id order) that starts with `item_id`: the id one less. Ids are a
+    prefix and fixed-width hex, so they compare as the numbers they spell."""
+    prefix, _, number = item_id.partition("_")
+    return encode_cursor(f"{prefix}_{max(int(number, 16) - 1, 0):032x}")
+
+
 async def fetch_page(
     db: AsyncSession,
     statement: Select[Any],
     id_column: InstrumentedAttribute[str],
     page: PageRequest,
+    descending: bool = False,
 ) -> Page[Any]:
     if page.cursor:
-        statement = statement.where(id_column > decode_cursor(page.cursor))
-    rows = list((await db.scalars(statement.order_by(id_column).limit(page.limit + 1))).unique())
+        last = decode_cursor(page.cursor)
+        statement = statement.where(id_column < last if descending else id_column > last)
+    order = id_column.desc() if descending else id_column
+    rows = list((await db.scalars(statement.order_by(order).limit(page.limit + 1))).unique())
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)
+
+
+async def every_item(list_page: Callable[[PageRequest], Awaitable[Page[T]]]) -> list[T]:
+    """Every item a listing function has, walking its pages: for a choice list, which must offer
+    them all."""
+    items: list[T] = []
+    cursor = None
+    while True:
+        page = await list_page(PageRequest(limit=MAX_LIMIT, cursor=cursor))
+        items += page.items
+        if not (cursor := page.next_cursor):
+            return items

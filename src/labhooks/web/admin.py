@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from starlette.responses import Response
 
 from labhooks.dependencies import DbSession
@@ -20,13 +20,14 @@ from labhooks.domain.errors import (
 )
 from labhooks.domain.people import Actor
 from labhooks.services import devices, organizations, target_urls, users
-from labhooks.services.pages import PageRequest
-from labhooks.storage.models import Channel, ChannelGrant, User
+from labhooks.services.pages import every_item
 from labhooks.web.auth import CsrfChecked, WebActor
+from labhooks.web.paging import Listing, ListPage, back, listing, showing
 from labhooks.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False)
-ALL = PageRequest(limit=200)
+ORGANIZATION = "/organization"
+T = TypeVar("T")
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
@@ -47,14 +48,16 @@ def _errors(exc: InvalidInput | Conflict) -> dict[str, str]:
 async def _admin_page(
     request: Request, db: DbSession, actor: Actor, status_code: int = 200, **form: Any
 ) -> Response:
-    page = await organizations.list_organizations(db, actor, ALL)
+    list_page = partial(organizations.list_organizations, db, actor)
+    choices = sorted(await every_item(list_page), key=lambda o: o.name.lower())
     return render(
         request,
         "admin.html",
         actor,
         status_code=status_code,
         title="Server Administration",
-        organizations=page.items,
+        organizations=await listing(request, "/admin", "after", list_page),
+        choices=choices,
         **form,
     )
 
@@ -75,7 +78,9 @@ async def add_organization(request: Request, db: DbSession, actor: WebActor) -> 
         )
     except (InvalidInput, Conflict) as exc:
         return await _admin_page(request, db, actor, 422, org_errors=_errors(exc), org_values=form)
-    return redirect(request, "/admin", f"Organisation {created.name} created.")
+    list_page = partial(organizations.list_organizations, db, actor)
+    target = await showing(request, "/admin", "after", created, list_page)
+    return redirect(request, target, f"Organisation {created.name} created.")
 
 
 @router.post("/admin/organizations/{organization_id}/webhooks", dependencies=[CsrfChecked])
@@ -87,7 +92,9 @@ async def switch_webhooks(
         db, actor, organization_id, organizations.OrganizationUpdate(webhooks_enabled=enabled)
     )
     state = "on" if enabled else "off"
-    return redirect(request, "/admin", f"Webhooks switched {state} for {organization.name}.")
+    return redirect(
+        request, back(request, "/admin"), f"Webhooks switched {state} for {organization.name}."
+    )
 
 
 @router.post("/admin/users", dependencies=[CsrfChecked])
@@ -99,7 +106,7 @@ async def add_user_anywhere(request: Request, db: DbSession, actor: WebActor) ->
         return await _admin_page(
             request, db, actor, 422, user_errors=_errors(exc), user_values=form
         )
-    return redirect(request, "/admin", f"User {user.email} created.")
+    return redirect(request, back(request, "/admin"), f"User {user.email} created.")
 
 
 # -- the organisation ----------------------------------------------------------------------
@@ -110,16 +117,9 @@ async def _organization_page(
 ) -> Response:
     organization_id = actor.require_org_admin()
     organization = await organizations.load_organization(db, organization_id)
-    people = (await users.list_users(db, actor, ALL)).items
-    device_page = await devices.list_devices(db, actor, ALL)
-    grants = await db.execute(
-        select(ChannelGrant, User, Channel)
-        .join(User, User.id == ChannelGrant.user_id)
-        .join(Channel, Channel.id == ChannelGrant.channel_id)
-        .where(ChannelGrant.organization_id == organization_id)
-        .order_by(User.name, ChannelGrant.id)
-    )
-    device_names = {d.id: d.name for d in device_page.items}
+    people = partial(users.list_users, db, actor)
+    members = [u for u in await every_item(people) if u.role == "member"]
+    channels = await every_item(partial(devices.list_accessible_channels, db, actor))
     return render(
         request,
         "organization.html",
@@ -127,17 +127,38 @@ async def _organization_page(
         status_code=status_code,
         title=organization.name,
         organization=organization,
-        urls=(await target_urls.list_target_urls(db, actor, ALL)).items,
-        people=people,
-        devices=device_page.items,
-        device_names=device_names,
-        grants=list(grants),
+        urls=await _list(request, "urls", partial(target_urls.list_target_urls, db, actor)),
+        people=await _list(request, "users", people),
+        grants=await _list(request, "access", partial(devices.list_channel_access, db, actor)),
+        devices=await _list(request, "devices", partial(devices.list_devices, db, actor)),
+        members=sorted(members, key=lambda u: (u.name.lower(), u.email)),
+        channels=sorted(channels, key=lambda c: (c.device.name.lower(), c.name.lower())),
         event_types=list(EVENT_TYPES),
         **form,
     )
 
 
-@router.get("/organization")
+# Each list of the organisation page: its query parameter, and the section the links jump to.
+_LISTS = {
+    "urls": ("urls_after", "target-urls"),
+    "users": ("users_after", "users"),
+    "access": ("access_after", "channel-access"),
+    "devices": ("devices_after", "devices"),
+}
+
+
+async def _list(request: Request, name: str, list_page: ListPage[T]) -> Listing[T]:
+    param, anchor = _LISTS[name]
+    return await listing(request, ORGANIZATION, param, list_page, anchor)
+
+
+async def _added(request: Request, name: str, item: Any, list_page: ListPage[Any]) -> str:
+    """The organisation page with the list `name` on the page that shows the new `item`."""
+    param, anchor = _LISTS[name]
+    return await showing(request, ORGANIZATION, param, item, list_page, anchor)
+
+
+@router.get(ORGANIZATION)
 async def organization(request: Request, db: DbSession, actor: WebActor) -> Response:
     return await _organization_page(request, db, actor)
 
@@ -154,7 +175,9 @@ async def add_target_url(request: Request, db: DbSession, actor: WebActor) -> Re
         return await _organization_page(
             request, db, actor, 422, url_errors=_errors(exc), url_values=form
         )
-    return redirect(request, "/organization", f"{created.url} registered.")
+    list_page = partial(target_urls.list_target_urls, db, actor)
+    target = await _added(request, "urls", created, list_page)
+    return redirect(request, target, f"{created.url} registered.")
 
 
 @router.post("/organization/target-urls/{target_url_id}/delete", dependencies=[CsrfChecked])
@@ -163,7 +186,7 @@ async def remove_target_url(
 ) -> Response:
     count = await target_urls.delete_target_url(db, actor, target_url_id)
     note = f" {count} subscriptions using it were deactivated." if count else ""
-    return redirect(request, "/organization", "Target URL removed." + note)
+    return redirect(request, back(request, ORGANIZATION), "Target URL removed." + note)
 
 
 @router.post("/organization/users", dependencies=[CsrfChecked])
@@ -176,25 +199,28 @@ async def add_user(request: Request, db: DbSession, actor: WebActor) -> Response
         return await _organization_page(
             request, db, actor, 422, user_errors=errors, user_values=form
         )
-    return redirect(request, "/organization", f"User {user.email} added.")
+    target = await _added(request, "users", user, partial(users.list_users, db, actor))
+    return redirect(request, target, f"User {user.email} added.")
 
 
 @router.post("/organization/channel-grants", dependencies=[CsrfChecked])
 async def add_grant(request: Request, db: DbSession, actor: WebActor) -> Response:
     form = dict(await request.form())
     try:
-        await devices.create_grant(db, actor, _validated(devices.GrantCreate, form))
+        grant = await devices.create_grant(db, actor, _validated(devices.GrantCreate, form))
     except (InvalidInput, Conflict) as exc:
         return await _organization_page(
             request, db, actor, 422, grant_errors=_errors(exc), grant_values=form
         )
-    return redirect(request, "/organization", "Channel access granted.")
+    list_page = partial(devices.list_channel_access, db, actor)
+    target = await _added(request, "access", grant, list_page)
+    return redirect(request, target, "Channel access granted.")
 
 
 @router.post("/organization/channel-grants/{grant_id}/delete", dependencies=[CsrfChecked])
 async def remove_grant(request: Request, db: DbSession, actor: WebActor, grant_id: str) -> Response:
     await devices.delete_grant(db, actor, grant_id)
-    return redirect(request, "/organization", "Channel access removed.")
+    return redirect(request, back(request, ORGANIZATION), "Channel access removed.")
 
 
 @router.post("/organization/devices", dependencies=[CsrfChecked])
@@ -229,4 +255,5 @@ async def add_device(request: Request, db: DbSession, actor: WebActor) -> Respon
             device_errors=errors or {"form": exc.detail},
             device_values=values,
         )
-    return redirect(request, "/organization", f"Device {created.name} added.")
+    target = await _added(request, "devices", created, partial(devices.list_devices, db, actor))
+    return redirect(request, target, f"Device {created.name} added.")

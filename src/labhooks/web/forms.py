@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -117,3 +118,16 @@ class SubscriptionForm:
         names = {c.id: (c.device.name, c.name) for c in found}
         for item in self.selected:
             item.device, item.channel = names.get(item.channel_id, ("?", item.channel_id))
+
+
+def parse_moment(value: str, utc_offset: str) -> datetime:
+    """A moment from a datetime-local field and the browser's offset from UTC in minutes (none:
+    the moment is in UTC). A value that names its own offset keeps it."""
+    try:
+        picked = datetime.fromisoformat(value.strip())
+        zone = timezone(timedelta(minutes=int(utc_offset))) if utc_offset.strip() else UTC
+        return (picked if picked.tzinfo else picked.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput.single(
+            "since", "Enter a date and time, for example 2026-03-01T14:30."
+        ) from None

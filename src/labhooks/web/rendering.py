@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,14 @@ HTMX = "vendor/htmx-2.0.11.min.js"  # from the npm package htmx.org, pinned in p
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
 
+def in_utc(moment: datetime, seconds: bool = False) -> str:
+    """How a time reads without JavaScript, zone named; app.js shows it in the browser's zone."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + " UTC"
+
+
+templates.env.filters["utc"] = in_utc
+
+
 def render(
     request: Request, template: str, actor: Actor | None, status_code: int = 200, **context: Any
 ) -> Response:
@@ -27,6 +36,8 @@ def render(
             "actor": actor,
             "csrf": csrf_token(request),
             "flash": request.session.pop("flash", None),
+            # forms on paged pages post to their action with this, to come back to the same pages
+            "here": f"?{request.url.query}" if request.url.query else "",
             "htmx": HTMX,
             "version": __version__,
             **context,

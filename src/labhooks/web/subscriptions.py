@@ -1,30 +1,32 @@
-"""The seed's screens: the Webhook Subscriptions overview, the add/edit form with its channel
-dialog, and a subscription's own page with its secret and delivery log."""
+"""The seed's screens: the Webhook Subscriptions overview, and the add/edit form with its
+channel dialog."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import Conflict, InvalidInput
-from labhooks.domain.outcomes import DeliveryStatus
 from labhooks.services import deliveries
 from labhooks.services.devices import list_accessible_channels
 from labhooks.services.organizations import load_organization
-from labhooks.services.pages import PageRequest
+from labhooks.services.pages import PageRequest, every_item
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
 from labhooks.services.target_urls import list_target_urls
+from labhooks.storage.models import Channel, Device
 from labhooks.web.auth import CsrfChecked, WebActor
 from labhooks.web.forms import HeaderRow, SubscriptionForm
+from labhooks.web.paging import PAGE_SIZE, back, listing, showing
 from labhooks.web.rendering import is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False)
 OVERVIEW = "/webhook-subscriptions"
-LIST_ALL = PageRequest(limit=200)
+HINTED_URLS = 5  # the hint under Target URL names this many; the field suggests every one
 
 
 @router.get("/")
@@ -37,7 +39,9 @@ async def overview(request: Request, state: State, db: DbSession, actor: WebActo
     if actor.organization_id is None:
         return redirect(request, "/admin")
     organization = await load_organization(db, actor.organization_id)
-    page = await state.subscriptions.list_for(db, actor, LIST_ALL)
+    page = await listing(
+        request, OVERVIEW, "after", partial(state.subscriptions.list_for, db, actor)
+    )
     latest = await deliveries.latest_by_subscription(db, [s.id for s in page.items])
     return render(
         request,
@@ -45,7 +49,7 @@ async def overview(request: Request, state: State, db: DbSession, actor: WebActo
         actor,
         title="Webhook Subscriptions",
         organization=organization,
-        subscriptions=page.items,
+        subscriptions=page,
         latest=latest,
     )
 
@@ -63,7 +67,7 @@ async def toggle(
     except Conflict as exc:
         problem = exc.detail
     if not is_htmx(request):
-        return redirect(request, OVERVIEW, problem)
+        return redirect(request, back(request, OVERVIEW), problem)
     latest = await deliveries.latest_by_subscription(db, [subscription_id])
     return render(
         request,
@@ -80,7 +84,7 @@ async def delete(
     request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
 ) -> Response:
     await state.subscriptions.delete(db, actor, subscription_id)
-    return redirect(request, OVERVIEW, "Webhook subscription deleted.")
+    return redirect(request, back(request, OVERVIEW), "Webhook subscription deleted.")
 
 
 async def _form_page(
@@ -91,7 +95,7 @@ async def _form_page(
     subscription_id: str | None,
     status_code: int = 200,
 ) -> Response:
-    registered = await list_target_urls(db, actor, LIST_ALL)
+    registered = [u.url for u in await every_item(partial(list_target_urls, db, actor))]
     if not form.headers:
         form.headers.append(HeaderRow())
     title = "Edit Webhook Subscription" if subscription_id else "Add new Webhook Subscription"
@@ -103,7 +107,8 @@ async def _form_page(
         title=title,
         form=form,
         subscription_id=subscription_id,
-        registered=[u.url for u in registered.items],
+        registered=registered,
+        hinted=HINTED_URLS,
     )
 
 
@@ -116,10 +121,14 @@ async def new(request: Request, db: DbSession, actor: WebActor) -> Response:
 async def create(request: Request, state: State, db: DbSession, actor: WebActor) -> Response:
     form = SubscriptionForm.parse(await request.form(), stored_keys=set())
     try:
-        await state.subscriptions.create(db, actor, form.to_input(SubscriptionCreate, active=True))
+        created = await state.subscriptions.create(
+            db, actor, form.to_input(SubscriptionCreate, active=True)
+        )
     except (InvalidInput, Conflict) as exc:
         return await _refused(request, db, actor, form, None, exc)
-    return redirect(request, OVERVIEW, "Webhook subscription added.")
+    list_page = partial(state.subscriptions.list_for, db, actor)
+    target = await showing(request, OVERVIEW, "after", created, list_page)
+    return redirect(request, target, "Webhook subscription added.")
 
 
 @router.get(f"{OVERVIEW}/{{subscription_id}}/edit")
@@ -167,107 +176,33 @@ async def channel_search(
     db: DbSession,
     actor: WebActor,
     device_q: str = "",
+    after: str = "",
+    continues: str = "",
     selected: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI reads the default)
 ) -> Response:
-    """The dialog's results: channels the user may access on devices matching the name."""
-    page = await list_accessible_channels(db, actor, LIST_ALL, device_q.strip() or None)
-    devices: dict[str, list[object]] = {}
-    for channel in sorted(page.items, key=lambda c: (c.device.name.lower(), c.name.lower())):
-        devices.setdefault(channel.device.name, []).append(channel)
+    """The dialog's results: channels the user may access on devices matching the name, a page
+    at a time; "Show more" asks for the next page after `after` and appends it."""
+    query = device_q.strip() or None
+    page = await list_accessible_channels(
+        db, actor, PageRequest(limit=PAGE_SIZE, cursor=after or None), query
+    )
+    devices: dict[str, tuple[Device, list[Channel]]] = {}
+    for channel in page.items:
+        devices.setdefault(channel.device_id, (channel.device, []))[1].append(channel)
+    more = None
+    if page.next_cursor:
+        last = page.items[-1].device_id
+        more = f"{OVERVIEW}/channel-search?" + urlencode(
+            {"device_q": device_q, "after": page.next_cursor, "continues": last}
+        )
     return render(
         request,
         "_channel_results.html",
         actor,
-        devices=devices,
+        devices=list(devices.values()),
         selected=set(selected),
         query=device_q,
+        appended=bool(after),
+        continues=continues,
+        more=more,
     )
-
-
-@router.get(f"{OVERVIEW}/{{subscription_id}}")
-async def detail(
-    request: Request,
-    state: State,
-    db: DbSession,
-    actor: WebActor,
-    subscription_id: str,
-    status: str | None = None,
-) -> Response:
-    subscription = await state.subscriptions.get(db, actor, subscription_id)
-    status = status or None
-    log = await deliveries.recent_deliveries(
-        db, actor, state.subscriptions, subscription_id, status
-    )
-    attempts = await deliveries.attempts_of(db, [d.id for d in log])
-    bodies = await deliveries.bodies_of(db, [d.id for d in log])
-    return render(
-        request,
-        "detail.html",
-        actor,
-        title="Webhook Subscription",
-        subscription=subscription,
-        form=SubscriptionForm.of(subscription),
-        log=log,
-        attempts=attempts,
-        bodies=bodies,
-        status=status,
-        statuses=list(DeliveryStatus),
-        now=datetime.now(UTC),
-    )
-
-
-@router.post(f"{OVERVIEW}/{{subscription_id}}/secret", dependencies=[CsrfChecked])
-async def reveal_secret(
-    request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
-) -> Response:
-    secret = await state.subscriptions.reveal_secret(db, actor, subscription_id)
-    return render(request, "_secret.html", actor, secret=secret, subscription_id=subscription_id)
-
-
-@router.post(f"{OVERVIEW}/{{subscription_id}}/rotate-secret", dependencies=[CsrfChecked])
-async def rotate_secret(
-    request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
-) -> Response:
-    await state.subscriptions.rotate_secret(db, actor, subscription_id)
-    return redirect(
-        request,
-        f"{OVERVIEW}/{subscription_id}",
-        "Secret rotated. Deliveries carry signatures of both secrets for the next 24 hours.",
-    )
-
-
-@router.post(f"{OVERVIEW}/{{subscription_id}}/test", dependencies=[CsrfChecked])
-async def send_test(
-    request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
-) -> Response:
-    await deliveries.send_test_event(db, actor, state.subscriptions, subscription_id, None)
-    return redirect(request, f"{OVERVIEW}/{subscription_id}", "Test event sent.")
-
-
-@router.post(f"{OVERVIEW}/{{subscription_id}}/replay", dependencies=[CsrfChecked])
-async def replay(
-    request: Request,
-    state: State,
-    db: DbSession,
-    actor: WebActor,
-    subscription_id: str,
-    since: Annotated[str, Form()],
-) -> Response:
-    try:
-        moment = datetime.fromisoformat(since).replace(tzinfo=UTC)
-    except ValueError:
-        return redirect(request, f"{OVERVIEW}/{subscription_id}", "Enter a date and time.")
-    count = await deliveries.replay_failed(db, actor, state.subscriptions, subscription_id, moment)
-    return redirect(
-        request, f"{OVERVIEW}/{subscription_id}", f"{count} failed deliveries queued again."
-    )
-
-
-@router.post("/deliveries/{delivery_id}/resend", dependencies=[CsrfChecked])
-async def resend(request: Request, db: DbSession, actor: WebActor, delivery_id: str) -> Response:
-    try:
-        delivery = await deliveries.resend(db, actor, delivery_id)
-    except Conflict as exc:
-        delivery_row, _, _ = await deliveries.get_delivery(db, actor, delivery_id)
-        return redirect(request, f"{OVERVIEW}/{delivery_row.subscription_id}", exc.detail)
-    return redirect(request, f"{OVERVIEW}/{delivery.subscription_id}", "Delivery queued again.")

@@ -1,5 +1,50 @@
-// labhooks web UI: header rows, the channel dialog, confirmations. htmx does the rest.
+// labhooks web UI: header rows, the channel dialog, confirmations, times in the browser's zone.
+// htmx does the rest.
 "use strict";
+
+const pad = (n) => String(n).padStart(2, "0");
+
+function utcOffset(date) {
+  const minutes = -date.getTimezoneOffset();
+  const abs = Math.abs(minutes);
+  return `UTC${minutes < 0 ? "-" : "+"}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+function localText(date, seconds) {
+  const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  return `${day} ${time}${seconds ? `:${pad(date.getSeconds())}` : ""}`;
+}
+
+// The server writes times in UTC and says so; here they become the browser's own, and every
+// note naming the zone names this one.
+function localizeTimes(root) {
+  for (const element of root.querySelectorAll("time[data-local]")) {
+    const date = new Date(element.dateTime);
+    if (Number.isNaN(date.getTime())) continue;
+    element.title = element.textContent;
+    element.textContent = localText(date, element.dataset.local === "seconds");
+    element.removeAttribute("data-local");
+  }
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = /^(Etc\/)?(UTC|GMT)$/.test(name) ? "UTC" : `${name}, ${utcOffset(new Date())}`;
+  for (const element of root.querySelectorAll(".zone-name")) element.textContent = zone;
+  for (const input of root.querySelectorAll("input[type=datetime-local][data-utc]")) {
+    const date = new Date(input.dataset.utc);
+    input.value = localText(date, false).replace(" ", "T");
+    input.removeAttribute("data-utc");
+  }
+}
+
+// A datetime-local value is a wall-clock time; the server needs the offset from UTC that the
+// browser's zone had at that moment (not today's: daylight saving time may differ).
+function sendOffset(form) {
+  const offset = form.querySelector("input[name=utc_offset]");
+  const since = form.querySelector("input[type=datetime-local]");
+  if (!offset || !since) return;
+  const picked = new Date(since.value);
+  offset.value = Number.isNaN(picked.getTime()) ? "" : String(-picked.getTimezoneOffset());
+}
 
 function renderSelection() {
   const summary = document.getElementById("selection-summary");
@@ -65,7 +110,19 @@ document.addEventListener("change", (event) => {
 document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
+  else sendOffset(event.target);
 });
+
+// "Show more" in the channel dialog replaced itself with the next results: go on from the first.
+document.addEventListener("htmx:afterSettle", () => {
+  const first = document.querySelector("#channel-results [data-first-new]");
+  if (!first) return;
+  first.removeAttribute("data-first-new");
+  const box = first.querySelector("input");
+  if (box) box.focus();
+});
+
+document.addEventListener("htmx:load", (event) => localizeTimes(event.target));
 
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") {
@@ -73,4 +130,7 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-document.addEventListener("DOMContentLoaded", renderSelection);
+document.addEventListener("DOMContentLoaded", () => {
+  renderSelection();
+  localizeTimes(document);
+});

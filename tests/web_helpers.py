@@ -1,0 +1,160 @@
+"""What the web UI tests share: Chromium, logging in (by browser or by httpx), where screenshots
+go, and a small reader of the served HTML."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.api import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+# `make screenshots` names docs/screenshots/ here; otherwise a temporary folder, so that running
+# the tests never rewrites the README's tracked pictures.
+SCREENSHOTS_VARIABLE = "LABHOOKS_SCREENSHOTS"
+
+
+def screenshot_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    named = os.environ.get(SCREENSHOTS_VARIABLE)
+    if not named:
+        return tmp_path_factory.mktemp("screenshots")
+    folder = Path(named)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright; skips (or fails under LABHOOKS_REQUIRE_BROWSER)
+    when it is missing. Start it after every fixture that calls asyncio.run(): Playwright's sync
+    API keeps an event loop running in this thread."""
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("LABHOOKS_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+def log_in(page: Page, base: str, email: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+@contextmanager
+def web_client(base: str, email: str, password: str = PASSWORD) -> Iterator[httpx.Client]:
+    """An httpx client logged in through the login form, as a browser without JavaScript is."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        form = Html(client.get("/login").text)
+        response = client.post(
+            "/login", data={"csrf_token": form.csrf(), "email": email, "password": password}
+        )
+        assert response.status_code == 303, response.text
+        yield client
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    within: list[str]  # the ids of the element and its ancestors
+    text: str = ""
+
+
+@dataclass
+class _Open:
+    element: Element
+    parts: list[str] = field(default_factory=list)
+
+
+class Html(HTMLParser):
+    """The elements of a page, each with its text and the ids it sits in."""
+
+    VOID = frozenset({"input", "br", "img", "meta", "link", "hr", "source", "col", "wbr"})
+    SIBLINGS = frozenset({"option", "li"})
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[Element] = []
+        self._open: list[_Open] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SIBLINGS and self._open and self._open[-1].element.tag == tag:
+            self.handle_endtag(tag)  # an unclosed <option> or <li> ends at its next sibling
+        values = {k: v or "" for k, v in attrs}
+        within = [*(self._open[-1].element.within if self._open else [])]
+        if "id" in values:
+            within.append(values["id"])
+        element = Element(tag, values, within)
+        self.elements.append(element)
+        if tag not in self.VOID:
+            self._open.append(_Open(element))
+
+    def handle_endtag(self, tag: str) -> None:
+        if all(o.element.tag != tag for o in self._open):
+            return
+        while True:  # closes what was left open inside, as browsers do
+            closed = self._open.pop()
+            closed.element.text = "".join(closed.parts)
+            if self._open:
+                self._open[-1].parts.append(closed.element.text)
+            if closed.element.tag == tag:
+                return
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self._open[-1].parts.append(data)
+
+    def find(self, tag: str, within: str | None = None, **attrs: str) -> list[Element]:
+        return [
+            e
+            for e in self.elements
+            if e.tag == tag
+            and (within is None or within in e.within)
+            and all(e.attrs.get(k) == v for k, v in attrs.items())
+        ]
+
+    def link(self, rel: str, within: str | None = None) -> str | None:
+        """The href of the one link with this rel in the part of the page named `within`."""
+        found = self.find("a", within, rel=rel)
+        assert len(found) <= 1, [e.attrs for e in found]
+        return found[0].attrs["href"] if found else None
+
+    def first_page_link(self, within: str | None = None) -> str | None:
+        found = [e for e in self.find("a", within) if e.text.startswith("First page")]
+        return found[0].attrs["href"] if found else None
+
+    def options(self, select_id: str) -> list[tuple[str, str]]:
+        return [(e.attrs.get("value", ""), e.text.strip()) for e in self.find("option", select_id)]
+
+    def text_of(self, element_id: str) -> str:
+        [element] = [e for e in self.elements if e.attrs.get("id") == element_id]
+        return " ".join(element.text.split())
+
+    def csrf(self) -> str:
+        return self.find("input", name="csrf_token")[0].attrs["value"]
