@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 
 from labhooks.delivery.worker import run_worker
 from labhooks.domain.people import Role
-from labhooks.security import SecretBox
+from labhooks.security import Passwords, SecretBox
 from labhooks.services import devices, events, organizations, target_urls, tokens, users
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
 from labhooks.settings import Settings
@@ -70,8 +70,9 @@ async def wait_for_port(port: int) -> None:
 
 async def setup(database: Database, box: SecretBox, url: str) -> tuple[object, str, str]:
     """An organisation with a device and one subscription to the receiver; returns the publisher."""
+    passwords = Passwords()
     async with database.session() as db:
-        root = await users.create_server_admin(db, "bench@example.org", "bench password")
+        root = await users.create_server_admin(db, "bench@example.org", "bench password", passwords)
         assert root is not None
         admin_actor = tokens.actor_for(root)
         org = await organizations.create_organization(
@@ -87,6 +88,7 @@ async def setup(database: Database, box: SecretBox, url: str) -> tuple[object, s
                 role=Role.ADMIN,
                 organization_id=org.id,
             ),
+            passwords,
         )
         actor = tokens.actor_for(boss)
         await target_urls.create_target_url(db, actor, target_urls.TargetUrlCreate(url=url))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from labhooks.security import Passwords
 from labhooks.services.users import create_server_admin
 from labhooks.settings import Settings
 from labhooks.storage.database import Database
@@ -73,6 +74,9 @@ def settings_for(database_url: str, folder: Path, **overrides: object) -> Settin
         "allowed_networks": "127.0.0.0/8,::1/128",
         "deliver_to_public": False,  # tests never send anything beyond this machine
         "poll_interval": 0.2,
+        # the smallest argon2 allows: the suite creates hundreds of users
+        "password_time_cost": 1,
+        "password_memory_kib": 8,
     }
     return Settings(**(values | overrides))  # type: ignore[arg-type]
 
@@ -92,7 +96,9 @@ def first_server_admin(server: live.LiveServer) -> Iterator[Api]:
         database = Database(server.settings.database_url)
         try:
             async with database.session() as db:
-                await create_server_admin(db, SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD)
+                await create_server_admin(
+                    db, SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD, Passwords.of(server.settings)
+                )
         finally:
             await database.dispose()
 

@@ -48,3 +48,31 @@ def test_a_taken_unique_value_is_a_duplicate_naming_the_field(url: str) -> None:
     assert user.errors[0].field == "email" and user.detail.startswith("A user with this email")
     assert organization.errors[0].field == "name"
     assert organization.detail.startswith("An organisation with this name")
+
+
+def test_passwords_cost_what_settings_say_and_old_hashes_are_redone_at_login(url: str) -> None:
+    from labhooks.security import Passwords
+    from labhooks.services.tokens import check_password
+    from labhooks.services.users import create_server_admin
+    from labhooks.settings import Settings
+
+    production = Passwords.of(Settings(secret_key="x"))  # the defaults: OWASP's argon2id
+    cheap = Passwords(time_cost=1, memory_kib=8, parallelism=1)
+    assert "m=19456,t=2,p=1" in production.hash("a password")
+
+    async def log_in_later() -> tuple[str, str]:
+        database = Database(url)
+        try:
+            async with database.session() as db:
+                made = await create_server_admin(db, "root@lab.example", "a password", cheap)
+                assert made is not None
+                before = made.password_hash
+            async with database.session() as db:
+                user = await check_password(db, "root@lab.example", "a password", production)
+                return before, user.password_hash
+        finally:
+            await database.dispose()
+
+    before, after = asyncio.run(log_in_later())
+    assert "m=8,t=1,p=1" in before and "m=19456,t=2,p=1" in after
+    assert production.verify(after, "a password") and not production.verify(None, "a password")

@@ -20,7 +20,7 @@ from labhooks.delivery.sender import Request
 from labhooks.delivery.worker import Worker
 from labhooks.domain.outcomes import Attempt, AutoDisable
 from labhooks.domain.people import Actor
-from labhooks.security import SecretBox
+from labhooks.security import Passwords, SecretBox
 from labhooks.services import devices, events, organizations, target_urls, tokens, users
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
 from labhooks.settings import Settings
@@ -184,6 +184,7 @@ async def _seed(settings: Settings, database: Database, box: SecretBox) -> Lab:
                 role="admin",  # type: ignore[arg-type]
                 organization_id=organization.id,
             ),
+            Passwords.of(settings),
         )
         admin = tokens.actor_for(user)
         await target_urls.create_target_url(

@@ -16,7 +16,7 @@ from labhooks.api.limits import BodySizeLimit
 from labhooks.api.routes import api_router, operations_router
 from labhooks.delivery.worker import run_worker
 from labhooks.dependencies import AppState
-from labhooks.security import SecretBox
+from labhooks.security import Passwords, SecretBox
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.settings import Settings
 from labhooks.signals import Signal
@@ -27,6 +27,7 @@ from labhooks.web import setup as web
 def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
     """The API and the web UI; with `with_worker`, a delivery worker runs in the same process."""
     box = SecretBox(settings.resolved_secret_key())
+    passwords = Passwords.of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,6 +36,7 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
             settings=settings,
             database=database,
             box=box,
+            passwords=passwords,
             subscriptions=SubscriptionService(box),
             recorded=Signal(),
         )

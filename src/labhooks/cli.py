@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from labhooks.domain.errors import LabhooksError
 from labhooks.domain.people import TokenScope
+from labhooks.security import Passwords
 from labhooks.services.tokens import check_password, create_token
 from labhooks.services.users import create_server_admin
 from labhooks.settings import Settings
@@ -92,8 +93,9 @@ def bootstrap(
     async def work(database: Database) -> tuple[bool, str]:
         await migrations.upgrade(database)
         async with database.session() as db:
-            created = await create_server_admin(db, email, password) is not None
-            user = await check_password(db, email, password)
+            passwords = Passwords.of(settings)
+            created = await create_server_admin(db, email, password, passwords) is not None
+            user = await check_password(db, email, password, passwords)
             if not user.is_server_admin:
                 raise LabhooksError(f"{email} is not a server administrator")
             _, token = await create_token(db, user, TokenScope.FULL, "bootstrap")
@@ -148,7 +150,7 @@ def demo(
 
     async def prepare(database: Database) -> DemoLogins:
         await migrations.upgrade(database)
-        return await seed(database, base)
+        return await seed(database, base, Passwords.of(settings))
 
     logins = _with_database(settings, prepare)
     _logging()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from starlette.responses import HTMLResponse, JSONResponse
 
 from labhooks.domain.people import Role
+from labhooks.security import Passwords
 from labhooks.services import devices, organizations, target_urls, tokens, users
 from labhooks.services.devices import ChannelIn, DeviceCreate, GrantCreate
 from labhooks.storage.database import Database
@@ -84,13 +85,15 @@ def _pretty(body: str) -> str:
         return body
 
 
-async def seed(database: Database, base_url: str) -> DemoLogins:
+async def seed(database: Database, base_url: str, passwords: Passwords) -> DemoLogins:
     """The demo organisation with webhooks on, an administrator and a member, a balance and a pH
     meter, the member's access to both, and the inspector registered as a target URL."""
     logins = DemoLogins("admin@example.org", "lab-admin@example.org", "scientist@example.org")
     async with database.session() as db:
-        root = await users.create_server_admin(db, logins.server_admin, DEMO_PASSWORD)
-        root = root or await tokens.check_password(db, logins.server_admin, DEMO_PASSWORD)
+        root = await users.create_server_admin(db, logins.server_admin, DEMO_PASSWORD, passwords)
+        root = root or await tokens.check_password(
+            db, logins.server_admin, DEMO_PASSWORD, passwords
+        )
         if await db.scalar(select(Organization.id).where(Organization.name == "Demo Lab")):
             return logins
         operator = tokens.actor_for(root)
@@ -111,6 +114,7 @@ async def seed(database: Database, base_url: str) -> DemoLogins:
                     role=role,
                     organization_id=lab.id,
                 ),
+                passwords,
             )
         admin = await db.scalar(select(User).where(User.email == logins.org_admin))
         member = await db.scalar(select(User).where(User.email == logins.member))

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labhooks.security import SecretBox
+from labhooks.security import Passwords, SecretBox
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.settings import Settings
 from labhooks.signals import Signal
@@ -25,6 +25,7 @@ class AppState:
     settings: Settings
     database: Database
     box: SecretBox
+    passwords: Passwords
     subscriptions: SubscriptionService
     recorded: Signal  # this process's worker recorded attempts
 

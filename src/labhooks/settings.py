@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labhooks.domain.network import IPNetwork, parse_networks
@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         2 * 1024 * 1024, gt=0, description="Largest request body the API accepts (bytes)"
     )
+    password_time_cost: int = Field(
+        2, ge=1, description="argon2id passes over memory per password hash (OWASP: 2)"
+    )
+    password_parallelism: int = Field(1, ge=1, description="argon2id lanes (OWASP: 1)")
+    password_memory_kib: int = Field(
+        19456, ge=8, description="argon2id memory per password hash, in KiB (OWASP: 19 MiB)"
+    )
 
     @field_validator("retry_schedule")
     @classmethod
@@ -67,6 +74,14 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_networks(cls, value: str) -> str:
         parse_networks(value)
+        return value
+
+    @field_validator("password_memory_kib")
+    @classmethod
+    def _argon2_memory_covers_its_lanes(cls, value: int, info: ValidationInfo) -> int:
+        lanes = info.data.get("password_parallelism", 1)
+        if value < 8 * lanes:
+            raise ValueError(f"must be at least 8 KiB per lane ({8 * lanes} for {lanes} lanes)")
         return value
 
     @property

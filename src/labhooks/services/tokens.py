@@ -10,15 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import PermissionDenied, Unauthenticated
 from labhooks.domain.people import Actor, Role, TokenScope
-from labhooks.security import hash_api_token, new_api_token, verify_password
+from labhooks.security import Passwords, hash_api_token, new_api_token
 from labhooks.storage.models import ApiToken, User
-
-# Verified against when the e-mail is unknown, so a wrong address costs the same time as a
-# wrong password and does not tell an attacker which accounts exist.
-_DUMMY_HASH = (
-    "$argon2id$v=19$m=65536,t=3,p=4$PSMBgWZuaPrzQ10R2tk"
-    "qzg$xvvZrSHny9zs0cP2RWoeYlsrMjtO4B7S6VbOIYCeKVM"
-)
 
 
 class TokenCreate(BaseModel):
@@ -38,19 +31,25 @@ def actor_for(user: User, scope: TokenScope = TokenScope.FULL) -> Actor:
     )
 
 
-async def check_password(db: AsyncSession, email: str, password: str) -> User:
+async def check_password(db: AsyncSession, email: str, password: str, passwords: Passwords) -> User:
+    """The user with these credentials. A wrong e-mail costs the same time as a wrong password,
+    so the answer does not tell which accounts exist. A hash made at another cost than the
+    configured one is made again now that the password is known."""
     user = await db.scalar(select(User).where(User.email == email.strip().lower()))
-    ok = await asyncio.to_thread(
-        verify_password, user.password_hash if user else _DUMMY_HASH, password
-    )
+    ok = await asyncio.to_thread(passwords.verify, user.password_hash if user else None, password)
     if user is None or not ok:
         raise Unauthenticated("The e-mail address or the password is wrong.")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = await asyncio.to_thread(passwords.hash, password)
+        await db.commit()
     return user
 
 
-async def issue_token(db: AsyncSession, data: TokenCreate) -> tuple[ApiToken, str]:
+async def issue_token(
+    db: AsyncSession, data: TokenCreate, passwords: Passwords
+) -> tuple[ApiToken, str]:
     """A new token for the user with these credentials; the plaintext is returned only here."""
-    user = await check_password(db, data.email, data.password)
+    user = await check_password(db, data.email, data.password, passwords)
     if data.scope is TokenScope.PUBLISH and not actor_for(user).is_org_admin:
         raise PermissionDenied("Only an organisation administrator may issue publishing tokens.")
     return await create_token(db, user, data.scope, data.name)

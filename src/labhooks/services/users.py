@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labhooks.domain.people import Actor, Role
-from labhooks.security import hash_password
+from labhooks.security import Passwords
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.subscriptions import delete_subscriptions, owned_by
@@ -76,7 +76,9 @@ async def _ensure_email_free(db: AsyncSession, email: str) -> None:
         raise Conflict(f"A user with e-mail {email} exists already", field="email")
 
 
-async def create_user(db: AsyncSession, actor: Actor, data: UserCreate) -> User:
+async def create_user(
+    db: AsyncSession, actor: Actor, data: UserCreate, passwords: Passwords
+) -> User:
     if actor.is_server_admin:
         if not data.organization_id:
             raise InvalidInput.single(
@@ -96,7 +98,7 @@ async def create_user(db: AsyncSession, actor: Actor, data: UserCreate) -> User:
         organization_id=organization_id,
         email=data.email,
         name=data.name.strip(),
-        password_hash=await asyncio.to_thread(hash_password, data.password),
+        password_hash=await asyncio.to_thread(passwords.hash, data.password),
         role=data.role.value,
     )
     db.add(user)
@@ -104,7 +106,9 @@ async def create_user(db: AsyncSession, actor: Actor, data: UserCreate) -> User:
     return user
 
 
-async def update_user(db: AsyncSession, actor: Actor, user_id: str, data: UserUpdate) -> User:
+async def update_user(
+    db: AsyncSession, actor: Actor, user_id: str, data: UserUpdate, passwords: Passwords
+) -> User:
     user = await load_user(db, actor, user_id)
     may_administer = actor.is_server_admin or actor.is_org_admin
     if data.role is not None and data.role.value != user.role:
@@ -114,7 +118,7 @@ async def update_user(db: AsyncSession, actor: Actor, user_id: str, data: UserUp
     if data.name is not None:
         user.name = data.name.strip()
     if data.password is not None:
-        user.password_hash = await asyncio.to_thread(hash_password, data.password)
+        user.password_hash = await asyncio.to_thread(passwords.hash, data.password)
     await db.commit()
     return user
 
@@ -131,7 +135,9 @@ async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:
     await db.commit()
 
 
-async def create_server_admin(db: AsyncSession, email: str, password: str) -> User | None:
+async def create_server_admin(
+    db: AsyncSession, email: str, password: str, passwords: Passwords
+) -> User | None:
     """The first server administrator, or None when one exists already."""
     if await db.scalar(select(User.id).where(User.is_server_admin.is_(True)).limit(1)):
         return None
@@ -148,7 +154,7 @@ async def create_server_admin(db: AsyncSession, email: str, password: str) -> Us
         organization_id=None,
         email=email,
         name="Server administrator",
-        password_hash=await asyncio.to_thread(hash_password, password),
+        password_hash=await asyncio.to_thread(passwords.hash, password),
         role=None,
         is_server_admin=True,
     )

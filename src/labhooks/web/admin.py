@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from labhooks.dependencies import DbSession
+from labhooks.dependencies import DbSession, State
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.domain.errors import (
     Conflict,
@@ -98,10 +98,14 @@ async def switch_webhooks(
 
 
 @router.post("/admin/users", dependencies=[CsrfChecked])
-async def add_user_anywhere(request: Request, db: DbSession, actor: WebActor) -> Response:
+async def add_user_anywhere(
+    request: Request, state: State, db: DbSession, actor: WebActor
+) -> Response:
     form = dict(await request.form())
     try:
-        user = await users.create_user(db, actor, _validated(users.UserCreate, form))
+        user = await users.create_user(
+            db, actor, _validated(users.UserCreate, form), state.passwords
+        )
     except (InvalidInput, Conflict) as exc:
         return await _admin_page(
             request, db, actor, 422, user_errors=_errors(exc), user_values=form
@@ -190,10 +194,12 @@ async def remove_target_url(
 
 
 @router.post("/organization/users", dependencies=[CsrfChecked])
-async def add_user(request: Request, db: DbSession, actor: WebActor) -> Response:
+async def add_user(request: Request, state: State, db: DbSession, actor: WebActor) -> Response:
     form = dict(await request.form())
     try:
-        user = await users.create_user(db, actor, _validated(users.UserCreate, form))
+        user = await users.create_user(
+            db, actor, _validated(users.UserCreate, form), state.passwords
+        )
     except (InvalidInput, Conflict, PermissionDenied) as exc:
         errors = _errors(exc) if not isinstance(exc, PermissionDenied) else {"form": exc.detail}
         return await _organization_page(

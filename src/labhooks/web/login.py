@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
-from labhooks.dependencies import DbSession
+from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import Unauthenticated
 from labhooks.services.tokens import check_password
 from labhooks.web.auth import CsrfChecked, LoginThrottle, log_in, log_out
@@ -30,6 +30,7 @@ async def login_page(request: Request, next: str | None = None) -> Response:
 @router.post("/login", dependencies=[CsrfChecked])
 async def login(
     request: Request,
+    state: State,
     db: DbSession,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -41,7 +42,7 @@ async def login(
         error = f"Too many failed attempts for this address. Try again in {wait} minutes."
     else:
         try:
-            user = await check_password(db, email, password)
+            user = await check_password(db, email, password, state.passwords)
         except Unauthenticated as exc:
             throttle.failed(email)
             error = exc.detail

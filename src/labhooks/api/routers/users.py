@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
-from labhooks.dependencies import DbSession
+from labhooks.dependencies import DbSession, State
 from labhooks.domain.people import TokenScope
 from labhooks.services import tokens, users
 from labhooks.services.tokens import TokenCreate
@@ -40,8 +40,8 @@ async def list_users(
 
 
 @router.post("/users", status_code=201, response_model=UserPublic)
-async def create_user(db: DbSession, actor: CurrentActor, body: UserCreate) -> object:
-    return await users.create_user(db, actor, body)
+async def create_user(state: State, db: DbSession, actor: CurrentActor, body: UserCreate) -> object:
+    return await users.create_user(db, actor, body, state.passwords)
 
 
 @router.get("/users/{user_id}", response_model=UserPublic)
@@ -50,8 +50,10 @@ async def get_user(db: DbSession, actor: CurrentActor, user_id: str) -> object:
 
 
 @router.patch("/users/{user_id}", response_model=UserPublic)
-async def update_user(db: DbSession, actor: CurrentActor, user_id: str, body: UserUpdate) -> object:
-    return await users.update_user(db, actor, user_id, body)
+async def update_user(
+    state: State, db: DbSession, actor: CurrentActor, user_id: str, body: UserUpdate
+) -> object:
+    return await users.update_user(db, actor, user_id, body, state.passwords)
 
 
 @router.delete("/users/{user_id}", status_code=204)
@@ -66,7 +68,7 @@ async def me(db: DbSession, actor: CurrentActor) -> object:
 
 
 @router.post("/tokens", status_code=201, response_model=TokenPublic)
-async def create_token(db: DbSession, body: TokenCreate) -> object:
+async def create_token(state: State, db: DbSession, body: TokenCreate) -> object:
     """Exchange an e-mail and password for an API token. The token is shown only in this answer."""
-    token, plaintext = await tokens.issue_token(db, body)
+    token, plaintext = await tokens.issue_token(db, body, state.passwords)
     return TokenPublic(id=token.id, token=plaintext, scope=body.scope, user_id=token.user_id)
