@@ -35,7 +35,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(BY_MODULE.get(module) or ("api" if needs_database else "pure"))
 
 
-def _skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> None:
+    """Skips a test that needs what this machine lacks; in CI, fails it."""
     if live.REQUIRE_POSTGRES:
         pytest.fail(f"{reason} (LABHOOKS_REQUIRE_POSTGRES=1 makes this a failure)")
     pytest.skip(reason)
@@ -51,7 +52,7 @@ def database_url(
         return
     reason = live.postgres_reachable()
     if reason:
-        _skip_or_fail(reason)
+        skip_or_fail(reason)
     with live.postgres_database() as url:
         yield url
 

@@ -17,7 +17,7 @@ import pytest
 from labhooks.settings import Settings
 from tests import live, private_postgres
 from tests.api import new_lab
-from tests.conftest import first_server_admin, settings_for
+from tests.conftest import first_server_admin, settings_for, skip_or_fail
 from tests.delivery_helpers import Wired, wire
 from tests.receiver import Receiver, Reply
 
@@ -40,11 +40,8 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
 def queue_only(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Wired, dict[str, str]]]:
     """An API server without a worker on a fresh PostgreSQL database, and the environment a
     `labhooks worker` process needs to share its queue."""
-    reason = live.postgres_reachable()
-    if reason:
-        if live.REQUIRE_POSTGRES:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    if reason := live.postgres_reachable():
+        skip_or_fail(reason)
     with live.postgres_database() as url:
         live.migrate_database(url)
         settings = settings_for(url, tmp_path, worker_concurrency=40)
@@ -133,11 +130,8 @@ def test_an_idle_worker_hears_new_deliveries_again_after_postgresql_restarts(
 ) -> None:
     """Polling is set to an hour, so only NOTIFY can wake the worker: after the database
     restarts, its LISTEN connection must be made again for a fresh event to arrive."""
-    reason = private_postgres.unavailable()
-    if reason:
-        if live.REQUIRE_POSTGRES:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    if reason := private_postgres.unavailable():
+        skip_or_fail(reason)
     with private_postgres.private_cluster() as cluster:
         live.migrate_database(cluster.url)
         settings = settings_for(cluster.url, tmp_path)
