@@ -93,6 +93,8 @@ class User(Base):
     role: Mapped[str | None] = mapped_column(String(20))
     is_server_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # set when the password changes: API tokens are revoked, older web sessions end
+    credentials_changed_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):
@@ -246,8 +248,25 @@ class Event(Base):
     occurred_at: Mapped[datetime]
     payload: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # what was published under the key, to tell a retry (same) from a conflict (different)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    published_by_token_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL")
+    )
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per key (an account's e-mail, a client address), shared by every
+    process; a row lives only while its window does."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
 
 
 class Delivery(Base):
