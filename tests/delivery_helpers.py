@@ -153,6 +153,25 @@ def make_due(database_url: str, delivery_id: str) -> None:
     asyncio.run(run())
 
 
+def query(database_url: str, statement: str, **params: Any) -> list[Any]:
+    """Rows of a read, for a test to check what was (or was not) stored."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from labhooks.storage.database import Database
+
+    async def run() -> list[Any]:
+        database = Database(database_url)
+        try:
+            async with database.engine.connect() as connection:
+                return list(await connection.execute(text(statement), params))
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
 def run_sql(database_url: str, statement: str, **params: Any) -> None:
     """A change made behind the service's back (damage, a clock moved), for a test to stage."""
     import asyncio

@@ -348,6 +348,27 @@ ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
         OWNER_OR_ADMIN,
     ),
     (
+        "GET",
+        SUBSCRIPTION + "/public-key",  # open to anyone, without a token: public keys are public
+        {
+            "subscription_id": lambda w: w.callers["M"].ok(
+                "POST",
+                "/webhook-subscriptions",
+                sub_body(w) | {"signature_scheme": "ed25519"},
+                201,
+            )["id"]
+        },
+        None,
+        "SA=200 OA=200 M=200 M2=200 OB=200 PUB=200 AN=200",
+    ),
+    (
+        "GET",
+        SUBSCRIPTION + "/public-key",  # an hmac subscription has none: 404, as an unknown id
+        {"subscription_id": the_subscription},
+        None,
+        "SA=404 OA=404 M=404 M2=404 OB=404 PUB=404 AN=404",
+    ),
+    (
         "DELETE",
         SUBSCRIPTION,
         {"subscription_id": lambda w: w.fresh_subscription()},
@@ -402,7 +423,7 @@ ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
         "/events/{event_id}",
         {"event_id": lambda w: w.event_id},
         None,
-        "SA=403 OA=200 M=200 M2=404 OB=404 PUB=200 AN=401",
+        "SA=403 OA=200 M=200 M2=404 OB=404 PUB=404 AN=401",  # PUB: not its event
     ),
 ]
 

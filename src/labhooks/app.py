@@ -8,18 +8,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from labhooks import __version__
 from labhooks.api import problems
-from labhooks.api.limits import BodySizeLimit
+from labhooks.api.limits import BodySizeLimit, HeaderLimits, plain_text_request
 from labhooks.api.routes import api_router, operations_router
 from labhooks.delivery.worker import run_worker
 from labhooks.dependencies import AppState
 from labhooks.security import Passwords, SecretBox
+from labhooks.services.events import Waiters
 from labhooks.services.subscriptions import SubscriptionService
+from labhooks.services.tokens import LoginLimits
 from labhooks.settings import Settings
 from labhooks.signals import Signal
+from labhooks.storage import notify
 from labhooks.storage.database import Database
 from labhooks.web import setup as web
 
@@ -37,8 +40,12 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
             database=database,
             box=box,
             passwords=passwords,
+            login_limits=LoginLimits(
+                settings.login_failures_per_account, settings.login_failures_per_address
+            ),
             subscriptions=SubscriptionService(box),
             recorded=Signal(),
+            waiters=Waiters(settings.max_waiting_publishers),
         )
         app.state.labhooks = state
         stop = asyncio.Event()
@@ -46,7 +53,8 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
         if with_worker:
             worker = asyncio.create_task(run_worker(settings, database, box, stop, state.recorded))
         try:
-            yield
+            async with notify.listening(database, {notify.ATTEMPTS: state.recorded}):
+                yield
         finally:
             stop.set()
             if worker is not None:
@@ -58,10 +66,12 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
         version=__version__,
         description="Webhook subscriptions and delivery for laboratory devices.",
         lifespan=lifespan,
+        dependencies=[Depends(plain_text_request)],
     )
     problems.install(app, html_page=web.error_page)
     app.include_router(api_router())
     app.include_router(operations_router())
     web.install(app, settings.resolved_secret_key(), settings.secure_cookies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderLimits)  # outermost: refused before anything else reads them
     return app

@@ -12,7 +12,9 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.security import Passwords, SecretBox
+from labhooks.services.events import Waiters
 from labhooks.services.subscriptions import SubscriptionService
+from labhooks.services.tokens import LoginLimits
 from labhooks.settings import Settings
 from labhooks.signals import Signal
 from labhooks.storage.database import Database
@@ -26,8 +28,10 @@ class AppState:
     database: Database
     box: SecretBox
     passwords: Passwords
+    login_limits: LoginLimits
     subscriptions: SubscriptionService
-    recorded: Signal  # this process's worker recorded attempts
+    recorded: Signal  # attempts were recorded (by this process's worker, or another's)
+    waiters: Waiters
 
 
 def _state(request: Request) -> AppState:

@@ -1,4 +1,4 @@
-"""Secrets: password hashes, API tokens, encryption at rest, signing secrets.
+"""Secrets: password hashes, API tokens, encryption at rest, signing secrets and keys.
 
 Passwords are hashed with argon2id (slow on purpose, at a cost from Settings). API tokens are
 256 random bits, so a fast SHA-256 is enough to store them and lets every request find its token
@@ -7,8 +7,10 @@ by an indexed lookup.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
 import secrets
 from typing import TYPE_CHECKING
 
@@ -16,9 +18,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from labhooks.domain.signing import SECRET_PREFIX
+from labhooks.domain.signing import PRIVATE_KEY_PREFIX, SECRET_PREFIX, SignatureScheme
 
 if TYPE_CHECKING:
     from labhooks.settings import Settings
@@ -37,6 +40,17 @@ class Passwords:
         )
         # checked against for an unknown e-mail, so that answer takes as long as a wrong password
         self._nobody = self._hasher.hash(secrets.token_urlsafe(16))
+        # argon2 keeps a core busy for tens of milliseconds: at most one hash per core at once,
+        # so a flood of logins waits here instead of filling the thread pool other work needs
+        self._slots = asyncio.Semaphore(os.cpu_count() or 1)
+
+    async def hashed(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self.hash, password)
+
+    async def verified(self, password_hash: str | None, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(self.verify, password_hash, password)
 
     @classmethod
     def of(cls, settings: Settings) -> Passwords:
@@ -70,6 +84,14 @@ def hash_api_token(token: str) -> str:
 
 def new_signing_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def new_signing_key(scheme: SignatureScheme) -> str:
+    """A new `whsec_` secret, or a new ed25519 private key as `whsk_` + base64 of its seed."""
+    if scheme is SignatureScheme.ED25519:
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
+        return PRIVATE_KEY_PREFIX + base64.b64encode(seed).decode()
+    return new_signing_secret()
 
 
 class SecretBox:

@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         2 * 1024 * 1024, gt=0, description="Largest request body the API accepts (bytes)"
     )
+    max_waiting_publishers: int = Field(
+        200, ge=1, description="Requests waiting for answers (?wait=) at once, per process"
+    )
+    login_failures_per_account: int = Field(
+        5, ge=1, description="Failed logins per account in 15 minutes before it waits"
+    )
+    login_failures_per_address: int = Field(
+        30, ge=1, description="Failed logins per client address in 15 minutes before it waits"
+    )
     password_time_cost: int = Field(
         2, ge=1, description="argon2id passes over memory per password hash (OWASP: 2)"
     )

@@ -1,11 +1,50 @@
-"""A limit on request body size, enforced before anything is parsed."""
+"""Limits every request keeps, checked before anything is parsed: the body's size, the request
+headers' size, and plain text in the path and the query."""
 
 from __future__ import annotations
 
+from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labhooks.api.problems import problem_response
-from labhooks.domain.errors import TooLarge
+from labhooks.domain.errors import InvalidInput, TooLarge
+from labhooks.domain.text import text_problem
+
+MAX_HEADER_BYTES = 16 * 1024  # one header, name and value
+MAX_HEADERS_BYTES = 64 * 1024  # all of them
+MAX_HEADERS = 100
+
+
+class HeaderLimits:
+    """Refuses requests whose headers pass the limits above with 431, as RFC 6585 says, before
+    the application spends anything on them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            sizes = [len(name) + len(value) for name, value in headers]
+            problem = None
+            if len(headers) > MAX_HEADERS:
+                problem = f"More than {MAX_HEADERS} request headers."
+            elif sizes and max(sizes) > MAX_HEADER_BYTES:
+                problem = f"A request header is larger than {MAX_HEADER_BYTES} bytes."
+            elif sum(sizes) > MAX_HEADERS_BYTES:
+                problem = f"The request headers are larger than {MAX_HEADERS_BYTES} bytes in all."
+            if problem:
+                response = problem_response(431, problem, "request_headers_too_large")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def plain_text_request(request: Request) -> None:
+    """Path and query parameters are plain text (domain.text), or the parameter is named."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise InvalidInput.single(name, problem)
 
 
 class BodySizeLimit:

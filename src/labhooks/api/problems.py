@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -9,13 +10,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from labhooks.api import API_PREFIX
 from labhooks.domain import errors as domain
+from labhooks.storage.database import is_transient
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = "5"  # seconds a 503 asks a client to wait while the database does not answer
+INTERNAL = "Something went wrong on our side; it has been logged."
+log = logging.getLogger("labhooks.api")
 
 _STATUS: list[tuple[type[domain.LabhooksError], int]] = [
     (domain.Unauthenticated, 401),
@@ -23,6 +29,7 @@ _STATUS: list[tuple[type[domain.LabhooksError], int]] = [
     (domain.NotFound, 404),
     (domain.Conflict, 409),
     (domain.TooLarge, 413),
+    (domain.TooManyRequests, 429),
     (domain.InvalidInput, 422),
 ]
 
@@ -77,9 +84,11 @@ def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
         assert isinstance(exc, domain.LabhooksError)
         if html_page and for_people(request):
             return html_page(request, exc.detail, status_of(exc))
-        headers = (
-            {"WWW-Authenticate": "Bearer"} if isinstance(exc, domain.Unauthenticated) else None
-        )
+        headers = None
+        if isinstance(exc, domain.Unauthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, domain.TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         errors = getattr(exc, "errors", None)
         return problem_response(status_of(exc), exc.detail, exc.code, errors, headers)
 
@@ -110,14 +119,29 @@ def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
         code = phrase.lower().replace(" ", "_").replace("-", "_")
         return problem_response(exc.status_code, detail, code, headers=exc.headers)
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return problem_response(
-            500, "Something went wrong on our side; it has been logged.", "internal_error"
-        )
+    def answer(request: Request, status: int, detail: str, code: str, **headers: str) -> Response:
+        if html_page and for_people(request):
+            page = html_page(request, detail, status)
+            page.headers.update(headers)
+            return page
+        return problem_response(status, detail, code, headers=headers)
+
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):  # down, restarting, locked: the request may work in a moment
+            log.warning("database unavailable for %s %s: %s", request.method, request.url, exc)
+            detail = "The database is not answering; try again in a few seconds."
+            return answer(request, 503, detail, "unavailable", **{"Retry-After": RETRY_AFTER_S})
+        log.error("database error for %s %s", request.method, request.url, exc_info=exc)
+        return answer(request, 500, INTERNAL, "internal_error")
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        return answer(request, 500, INTERNAL, "internal_error")
 
     app.add_exception_handler(domain.LabhooksError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(OSError, on_database_error)  # a refused connection, at checkout
     app.add_exception_handler(Exception, on_unexpected)
 
 
@@ -127,5 +151,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {PROBLEM_JSON: {}},
         "description": HTTPStatus(status).phrase,
     }
-    for status in (400, 401, 403, 404, 409, 413, 422)
+    for status in (400, 401, 403, 404, 409, 413, 422, 429, 431, 503)
 }

@@ -27,7 +27,7 @@ from labhooks.domain.headers import MASKED_VALUE
 from labhooks.domain.network import AddressPolicy
 from labhooks.domain.outcomes import Attempt, AutoDisable, Decision, Verdict, decide
 from labhooks.domain.ratelimit import TokenBucket
-from labhooks.domain.signing import Signer
+from labhooks.domain.signing import SignatureScheme, Signer
 from labhooks.security import SecretBox
 from labhooks.settings import Settings
 from labhooks.signals import Signal
@@ -41,6 +41,10 @@ GIVE_UP_WRITING_AT_STOP = 5  # tries to record the last results while stopping, 
 UNDECRYPTABLE = (
     "LABHOOKS_SECRET_KEY is not the key it was stored with, or the stored value is damaged"
 )
+KEY_NAMES: dict[str, str] = {
+    SignatureScheme.HMAC: "signing secret",
+    SignatureScheme.ED25519: "ed25519 private key",
+}
 
 
 @dataclass(frozen=True)
@@ -187,14 +191,20 @@ class Worker:
         broken = None
         secrets: list[str] = []
         headers: dict[str, str] = {}
+        key = KEY_NAMES.get(details.signature_scheme, "signing secret")
         try:
             secrets.append(self._decrypt(details.secret_encrypted))
         except ValueError:
-            broken = f"the signing secret cannot be decrypted: {UNDECRYPTABLE}"
+            broken = f"the {key} cannot be decrypted: {UNDECRYPTABLE}"
         expires = details.previous_secret_expires_at
         if details.previous_secret_encrypted and expires and expires > now:
             with contextlib.suppress(ValueError):  # then only the new secret signs
                 secrets.append(self._decrypt(details.previous_secret_encrypted))
+        try:
+            signer = Signer(secrets)
+        except ValueError:  # it decrypted, so it was stored so: nothing labhooks itself writes
+            signer = Signer([])
+            broken = broken or f"the {key} is not a valid key; rotate the secret"
         for name, value in details.headers:
             try:
                 headers[name] = self._decrypt(value)
@@ -207,7 +217,7 @@ class Worker:
             version=details.version,
             refresh_at=expires if expires and expires > now else None,
             url=details.target_url,
-            signer=Signer(secrets),
+            signer=signer,
             headers=headers,
             logged_headers=dict.fromkeys(headers, MASKED_VALUE),
             schedule=tuple(details.retry_schedule or self.settings.schedule),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labhooks.domain.errors import FieldError, InvalidInput
+from labhooks.domain.text import json_problems
 
 
 class _EventData(BaseModel):
@@ -67,6 +68,25 @@ class RunCompleted(_EventData):
     outcome: Literal["succeeded", "failed", "aborted"]
 
 
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=1)  # clocks of lab devices drift, but not by days
+
+
+def occurred_in_utc(moment: datetime, now: datetime) -> datetime:
+    """When an event occurred, in UTC (a time without an offset is taken as UTC); ValueError
+    outside the window labhooks accepts: from 1970 to a day ahead of now."""
+    try:
+        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 with an offset east of UTC
+        utc = EARLIEST_OCCURRED_AT - timedelta(days=1)
+    if not EARLIEST_OCCURRED_AT <= utc <= now + LATEST_AHEAD:
+        raise ValueError(
+            "must be between 1970-01-01T00:00:00Z and a day from now "
+            f"({(now + LATEST_AHEAD):%Y-%m-%dT%H:%M}Z)"
+        )
+    return utc
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -80,6 +100,8 @@ class EventType:
 
     def validate(self, data: Any, field: str = "data") -> dict[str, Any]:
         """The data as JSON-ready values, or InvalidInput naming each bad field."""
+        if problems := json_problems(data, field):
+            raise InvalidInput([FieldError(path, why) for path, why in problems])
         try:
             return self.data_model.model_validate(data).model_dump(mode="json")
         except ValidationError as exc:
@@ -165,4 +187,5 @@ def webhook_payload(
         "data": {"event_id": event_id, "device": device, "channel": channel, **fields}
         | ({"test": True} if test else {}),
     }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: a NaN that got past validation fails here, never as an invalid body
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -8,11 +8,13 @@ LabhooksError
  │    ├── Duplicate       a unique value taken already (storage translates the driver's error)
  │    └── WebhooksDisabled
  ├── InvalidInput        one or more fields break a rule; carries a FieldError per field
- └── TooLarge            a request body over the configured limit
+ ├── TooLarge            a request body over the configured limit
+ └── TooManyRequests     a limit on how often, or how many at once; says when to try again
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +54,11 @@ class NotFound(LabhooksError):
 class Conflict(LabhooksError):
     code = "conflict"
 
-    def __init__(self, detail: str, field: str | None = None) -> None:
+    def __init__(
+        self, detail: str, field: str | None = None, errors: list[FieldError] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.errors = [FieldError(field, detail)] if field else []
+        self.errors = errors or ([FieldError(field, detail)] if field else [])
 
 
 class Duplicate(Conflict):
@@ -92,6 +96,14 @@ class InvalidInput(LabhooksError):
 
 class TooLarge(LabhooksError):
     code = "too_large"
+
+
+class TooManyRequests(LabhooksError):
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
 
 
 def field_errors_from_pydantic(raw_errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:

@@ -25,6 +25,7 @@ class Actor:
     role: Role | None
     is_server_admin: bool
     scope: TokenScope = TokenScope.FULL
+    token_id: str | None = None  # the API token it came with (None: a web session, the CLI)
 
     @property
     def is_org_admin(self) -> bool:

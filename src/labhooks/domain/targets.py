@@ -8,6 +8,8 @@ outside the prefix (dot segments, encoded slashes or backslashes) are refused ou
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _FORBIDDEN_ESCAPES = ("%2f", "%5c")  # an encoded / or \ lets a path leave its prefix
 _ALLOWED_URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
 
 
 class InvalidTargetURL(ValueError):
@@ -64,6 +67,9 @@ def parse_target_url(raw: str) -> TargetURL:
         raise InvalidTargetURL("must start with http:// or https://")
     if not parts.hostname:
         raise InvalidTargetURL("has no host name")
+    if port == 0:
+        raise InvalidTargetURL("has port 0, where no server listens; give the target's port")
+    _check_host(parts.hostname.lower())
     if parts.username is not None or parts.password is not None:
         raise InvalidTargetURL("must not carry a user name or password; use a header instead")
     if parts.fragment or text.endswith("#"):
@@ -77,6 +83,21 @@ def parse_target_url(raw: str) -> TargetURL:
         path=path,
         query=parts.query,
     )
+
+
+def _check_host(host: str) -> None:
+    """A host of numbers only must be an IPv4 address written as four decimal numbers: the
+    shorthands (`2130706433`, `127.1`, `0x7f.1`, `010.0.0.1`) are read differently by different
+    programs, so what was registered is not plainly what would be reached."""
+    if ":" in host or not all(_NUMERIC_LABEL.fullmatch(label) for label in host.split(".")):
+        return
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise InvalidTargetURL(
+            f"host {host} is a shorthand IPv4 address; write it as four decimal numbers "
+            "without leading zeros, e.g. 192.0.2.10"
+        ) from None
 
 
 def _check_path(path: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -15,6 +14,7 @@ from labhooks.domain.ids import new_id
 from labhooks.domain.outcomes import DeliveryStatus
 from labhooks.domain.people import Actor
 from labhooks.services.events import references
+from labhooks.services.inputs import Input
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.storage import queue
@@ -29,11 +29,11 @@ from labhooks.storage.models import (
 )
 
 
-class ReplayIn(BaseModel):
+class ReplayIn(Input):
     since: datetime
 
 
-class TestEventIn(BaseModel):
+class TestEventIn(Input):
     event_type: str | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
@@ -12,6 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from labhooks.domain.people import Actor
+from labhooks.services.inputs import Input
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.models import (
     Channel,
@@ -22,20 +23,20 @@ from labhooks.storage.models import (
 )
 
 
-class ChannelIn(BaseModel):
+class ChannelIn(Input):
     key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
     name: str = Field(min_length=1, max_length=200)
     unit: str | None = Field(None, max_length=50)
     trigger_events: list[str] = Field(default_factory=list)
 
 
-class DeviceCreate(BaseModel):
+class DeviceCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     model: str | None = Field(None, max_length=200)
     channels: list[ChannelIn] = Field(default_factory=list, max_length=500)
 
 
-class DeviceUpdate(BaseModel):
+class DeviceUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     model: str | None = Field(None, max_length=200)
     channels: list[ChannelIn] | None = Field(
@@ -45,7 +46,7 @@ class DeviceUpdate(BaseModel):
     )
 
 
-class GrantCreate(BaseModel):
+class GrantCreate(Input):
     user_id: str
     channel_id: str
 

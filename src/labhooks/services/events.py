@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import exists, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from labhooks.domain.catalogue import EVENT_TYPES, webhook_payload
-from labhooks.domain.errors import FieldError, InvalidInput, NotFound, PermissionDenied
+from labhooks.domain.catalogue import EVENT_TYPES, occurred_in_utc, webhook_payload
+from labhooks.domain.errors import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    TooManyRequests,
+)
 from labhooks.domain.ids import new_id
 from labhooks.domain.people import Actor, Role, TokenScope
 from labhooks.services.devices import accessible_channels
+from labhooks.services.inputs import Input
 from labhooks.services.organizations import load_organization
 from labhooks.signals import Signal
 from labhooks.storage import events as events_table
@@ -38,9 +49,10 @@ from labhooks.storage.models import (
 
 MAX_BATCH = 1000
 MAX_WAIT_S = 30.0
+POLL_S = 1.0  # how often a waiting publisher looks again when no signal woke it
 
 
-class EventIn(BaseModel):
+class EventIn(Input):
     device_id: str = Field(max_length=40)
     channel_key: str | None = Field(None, max_length=100)
     channel_id: str | None = Field(None, max_length=40)
@@ -48,8 +60,22 @@ class EventIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime | None = Field(None, description="When it happened; default: now")
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=200, description="Publishing the same key again is a no-op"
+        None,
+        min_length=1,
+        max_length=200,
+        description="Publishing the same key again with the same event is a no-op; with a "
+        "different one, a 409",
     )
+
+    @field_validator("occurred_at", mode="after")
+    @classmethod
+    def _in_window(cls, moment: datetime | None) -> datetime | None:
+        if moment is None:
+            return None
+        try:
+            return occurred_in_utc(moment, datetime.now(UTC))
+        except ValueError as exc:
+            raise PydanticCustomError("occurred_at_window", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -94,7 +120,7 @@ async def publish(
     if len(events) > MAX_BATCH:
         raise InvalidInput.single("body", f"at most {MAX_BATCH} events per request")
     valid = await _validate(db, organization_id, events, indexed)
-    return await _store(db, organization_id, valid)
+    return await _store(db, actor, organization_id, valid, indexed)
 
 
 async def _validate(
@@ -159,27 +185,35 @@ async def _validate(
     return valid
 
 
-async def _store(db: AsyncSession, organization_id: str, valid: list[_Valid]) -> Published:
+async def _store(
+    db: AsyncSession, actor: Actor, organization_id: str, valid: list[_Valid], indexed: bool
+) -> Published:
     """The new events and their deliveries in one transaction. A key stored before, earlier in
-    the batch, or by a request that committed it while this one ran, makes a duplicate."""
+    the batch, or by a request that committed it while this one ran, makes a duplicate when the
+    event is the same, and a 409 naming the key when it is not."""
     keys = {v.event.idempotency_key for v in valid if v.event.idempotency_key}
-    known = await events_table.ids_by_key(db, organization_id, keys)
+    known = await events_table.by_key(db, organization_id, keys)
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}  # event id → row, for events new to this request
     event_ids: list[str] = []
     duplicate: list[bool] = []
-    for item in valid:
+    conflicts: list[FieldError] = []
+    for index, item in enumerate(valid):
         key = item.event.idempotency_key
+        fingerprint = _fingerprint(item)
         if key and key in known:
-            event_ids.append(known[key])
+            event_id, stored = known[key]
+            if stored is not None and stored != fingerprint:
+                conflicts.append(_reused(key, index if indexed else None))
+            event_ids.append(event_id)
             duplicate.append(True)
             continue
         event_id = new_id("evt")
         if key:
-            known[key] = event_id
+            known[key] = (event_id, fingerprint)
         event_ids.append(event_id)
         duplicate.append(False)
-        occurred_at = _aware(item.event.occurred_at) or now
+        occurred_at = item.event.occurred_at or now
         rows[event_id] = {
             "id": event_id,
             "organization_id": organization_id,
@@ -196,17 +230,27 @@ async def _store(db: AsyncSession, organization_id: str, valid: list[_Valid]) ->
                 data=item.data,
             ),
             "idempotency_key": key,
+            "request_fingerprint": fingerprint,
+            "published_by_token_id": actor.token_id,
             "is_test": False,
             "created_at": now,
         }
-    stored = await events_table.insert_new(db, list(rows.values()))
-    if lost := {i: row["idempotency_key"] for i, row in rows.items() if i not in stored}:
+    if conflicts:
+        raise _conflict(conflicts)
+    stored_ids = await events_table.insert_new(db, list(rows.values()))
+    if lost := {i: str(row["idempotency_key"]) for i, row in rows.items() if i not in stored_ids}:
         # another request committed these keys after we looked: its events are the ones
-        winners = await events_table.ids_by_key(db, organization_id, lost.values())
+        winners = await events_table.by_key(db, organization_id, lost.values())
         for index, event_id in enumerate(event_ids):
             if event_id in lost:
-                event_ids[index], duplicate[index] = winners[lost[event_id]], True
-    fresh = [row for i, row in rows.items() if i in stored]
+                key = lost[event_id]
+                winner_id, stored = winners[key]
+                if stored is not None and stored != rows[event_id]["request_fingerprint"]:
+                    conflicts.append(_reused(key, index if indexed else None))
+                event_ids[index], duplicate[index] = winner_id, True
+        if conflicts:
+            raise _conflict(conflicts)
+    fresh = [row for i, row in rows.items() if i in stored_ids]
     deliveries: list[tuple[str, str]] = []
     if fresh and (await load_organization(db, organization_id)).webhooks_enabled:
         targets = await _matching_subscriptions(db, organization_id, fresh)
@@ -218,6 +262,34 @@ async def _store(db: AsyncSession, organization_id: str, valid: list[_Valid]) ->
         deliveries = await queue.enqueue(db, organization_id, pairs)
     await db.commit()
     return Published(event_ids, duplicate, deliveries)
+
+
+def _fingerprint(item: _Valid) -> str:
+    """What makes two publications under one key the same event: device, channel, type, data
+    and the time it occurred if one was given (without one, "now" differs on every retry)."""
+    given = item.event.occurred_at
+    described = {
+        "device": item.device["id"],
+        "channel": item.channel["id"],
+        "type": item.event.type,
+        "data": item.data,
+        "occurred_at": given.isoformat() if given else None,
+    }
+    canonical = json.dumps(described, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _reused(key: str, index: int | None) -> FieldError:
+    at = f"{index}." if index is not None else ""
+    return FieldError(
+        f"{at}idempotency_key",
+        f"{key!r} was published before with a different event (device, channel, type, data or "
+        "occurred_at); publish a new event under a new key",
+    )
+
+
+def _conflict(errors: list[FieldError]) -> Conflict:
+    return Conflict(f"{errors[0].field}: {errors[0].message}", errors=errors)
 
 
 async def _matching_subscriptions(
@@ -253,12 +325,6 @@ async def _matching_subscriptions(
     for channel_id, event_type, subscription_id in rows:
         targets.setdefault((channel_id, event_type), []).append(subscription_id)
     return targets
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # -- reading, and request/response ---------------------------------------------------------
@@ -308,15 +374,38 @@ async def first_answers(db: AsyncSession, delivery_ids: Sequence[str]) -> dict[s
     return answers
 
 
+class Waiters:
+    """Publishers waiting for answers (`?wait=`) in this process: each holds its request open,
+    so past `limit` a publisher is told to try again (429) before anything is stored."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    @contextlib.contextmanager
+    def seat(self) -> Iterator[None]:
+        if self.count >= self.limit:
+            raise TooManyRequests(
+                f"{self.limit} publishers are waiting for answers already; try again in a "
+                "moment, or publish without `wait` and read the answers from GET /events/{id}",
+                retry_after_s=1,
+            )
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
+
 async def wait_for_first_answers(
     sessions: Callable[[], AsyncSession],
     delivery_ids: Sequence[str],
     seconds: float,
     recorded: Signal,
 ) -> dict[str, FirstAnswer]:
-    """Polls until every delivery made its first attempt or `seconds` pass. `recorded` is set
-    when this process's worker recorded attempts, so an in-process worker answers at once and a
-    remote one within a quarter second."""
+    """Until every delivery made its first attempt or `seconds` pass. `recorded` is set when
+    attempts were recorded, by this process's worker or (through NOTIFY) another's; a look every
+    POLL_S covers a signal that could not arrive (SQLite with a separate worker)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(seconds, MAX_WAIT_S)
     while True:
@@ -326,22 +415,45 @@ async def wait_for_first_answers(
         remaining = deadline - loop.time()
         if len(answers) == len(delivery_ids) or remaining <= 0:
             return answers
-        await recorded.wait(min(remaining, 0.25), seen)
+        await recorded.wait(min(remaining, POLL_S), seen)
 
 
-async def get_event(db: AsyncSession, actor: Actor, event_id: str) -> tuple[Event, list[Delivery]]:
-    """Its publishers (administrators, gateway tokens) see the event and every delivery of it;
-    a member sees it only for a channel it may access, with its own subscriptions' deliveries."""
+def as_seen_by(actor: Actor, answer: FirstAnswer) -> FirstAnswer:
+    """A gateway token gets what request/response needs, never a subscription's error (which
+    names its target's hosts and faults)."""
+    return replace(answer, error=None) if actor.scope is TokenScope.PUBLISH else answer
+
+
+@dataclass(frozen=True)
+class EventView:
+    event: Event
+    deliveries: list[Delivery]  # none for a gateway token
+    answers: list[FirstAnswer]  # the first attempt's answer of each delivery that made one
+
+
+async def get_event(db: AsyncSession, actor: Actor, event_id: str) -> EventView:
+    """Administrators see the event and every delivery of it; a gateway token only an event it
+    published, and only the answers; a member only an event of a channel it may access, with
+    its own subscriptions' deliveries."""
     organization_id = actor.require_organization()
     event = await db.get(Event, event_id)
     if event is None or event.organization_id != organization_id:
         raise NotFound("Event")
     deliveries = select(Delivery).where(Delivery.event_id == event_id).order_by(Delivery.id)
-    if not actor.is_org_admin and actor.scope is TokenScope.FULL:
+    if actor.scope is TokenScope.PUBLISH:
+        if event.published_by_token_id != actor.token_id:
+            raise NotFound("Event")
+    elif not actor.is_org_admin:
         may_access = accessible_channels(actor).where(Channel.id == event.channel_id)
         if event.channel_id is None or await db.scalar(may_access) is None:
             raise NotFound("Event")
         deliveries = deliveries.join(
             WebhookSubscription, WebhookSubscription.id == Delivery.subscription_id
         ).where(WebhookSubscription.owner_id == actor.user_id)
-    return event, list(await db.scalars(deliveries))
+    found = list(await db.scalars(deliveries))
+    answers = await first_answers(db, [d.id for d in found])
+    return EventView(
+        event,
+        [] if actor.scope is TokenScope.PUBLISH else found,
+        [as_seen_by(actor, answers[d.id]) for d in found if d.id in answers],
+    )

@@ -1,22 +1,23 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, NotFound
 from labhooks.domain.people import Actor
+from labhooks.services.inputs import Input
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage import queue
 from labhooks.storage.models import Organization
 
 
-class OrganizationCreate(BaseModel):
+class OrganizationCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     webhooks_enabled: bool = False
 
 
-class OrganizationUpdate(BaseModel):
+class OrganizationUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     webhooks_enabled: bool | None = None
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -15,9 +15,11 @@ from sqlalchemy.orm import selectinload
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound, WebhooksDisabled
 from labhooks.domain.headers import validate_headers
 from labhooks.domain.people import Actor
+from labhooks.domain.signing import PublicKey, SignatureScheme, public_key_of, public_keys
 from labhooks.domain.targets import first_match
-from labhooks.security import SecretBox, new_signing_secret
+from labhooks.security import SecretBox, new_signing_key
 from labhooks.services.devices import accessible_channels
+from labhooks.services.inputs import Input
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.target_urls import parse_field, registered_urls
@@ -45,7 +47,7 @@ RetrySchedule = Annotated[
 ]
 
 
-class HeaderIn(BaseModel):
+class HeaderIn(Input):
     key: str = Field(max_length=200)
     value: str | None = Field(
         None,
@@ -54,12 +56,12 @@ class HeaderIn(BaseModel):
     )
 
 
-class ChannelSelectionIn(BaseModel):
+class ChannelSelectionIn(Input):
     channel_id: str = Field(max_length=40)
     events: list[str] = Field(min_length=1, max_length=50)
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(Input):
     """Also the body of PUT, which replaces every field (left-out fields take these defaults)."""
 
     target_url: str = Field(max_length=4096)
@@ -70,9 +72,14 @@ class SubscriptionCreate(BaseModel):
     ordered: bool = False
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
     retry_schedule: RetrySchedule | None = None
+    signature_scheme: SignatureScheme = Field(
+        SignatureScheme.HMAC,
+        description="hmac: `v1` signatures under a shared `whsec_` secret; ed25519: `v1a` "
+        "signatures that receivers verify with the public key. A PUT without it keeps the scheme.",
+    )
 
 
-class SubscriptionUpdate(BaseModel):
+class SubscriptionUpdate(Input):
     """PATCH: only the fields given change."""
 
     target_url: str | None = Field(None, max_length=4096)
@@ -83,6 +90,9 @@ class SubscriptionUpdate(BaseModel):
     ordered: bool | None = None
     rate_limit_per_s: float | None = Field(None, gt=0, le=10_000)
     retry_schedule: RetrySchedule | None = None
+    signature_scheme: SignatureScheme | None = Field(
+        None, description="Another scheme makes a new key; the old one signs for 24 hours more"
+    )
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,15 @@ async def owned_by(db: AsyncSession, user_id: str) -> list[str]:
                 WebhookSubscription.owner_id == user_id, WebhookSubscription.deleted_at.is_(None)
             )
         )
+    )
+
+
+def public_keys_of(subscription: WebhookSubscription) -> list[PublicKey]:
+    return public_keys(
+        subscription.public_key,
+        subscription.previous_public_key,
+        subscription.previous_secret_expires_at,
+        utcnow(),
     )
 
 
@@ -177,8 +196,8 @@ class SubscriptionService:
             ordered=data.ordered,
             rate_limit_per_s=data.rate_limit_per_s,
             retry_schedule=data.retry_schedule,
-            secret_encrypted=self.box.encrypt(new_signing_secret()),
         )
+        self._new_key(subscription, data.signature_scheme)
         self._apply(subscription, checked)
         db.add(subscription)
         await db.commit()
@@ -187,8 +206,11 @@ class SubscriptionService:
     async def replace(
         self, db: AsyncSession, actor: Actor, subscription_id: str, data: SubscriptionCreate
     ) -> WebhookSubscription:
+        fields = data.model_dump()
+        if "signature_scheme" not in data.model_fields_set:
+            del fields["signature_scheme"]  # a switch makes new keys: never by leaving it out
         return await self.update(
-            db, actor, subscription_id, SubscriptionUpdate.model_validate(data.model_dump())
+            db, actor, subscription_id, SubscriptionUpdate.model_validate(fields)
         )
 
     async def update(
@@ -214,6 +236,9 @@ class SubscriptionService:
             subscription.rate_limit_per_s = data.rate_limit_per_s
         if "retry_schedule" in fields:
             subscription.retry_schedule = data.retry_schedule
+        scheme = data.signature_scheme
+        if scheme is not None and scheme != subscription.signature_scheme:
+            self._new_key(subscription, scheme)
         self._apply(subscription, checked)
         subscription.updated_at = utcnow()
         await queue.wake(db)
@@ -247,18 +272,42 @@ class SubscriptionService:
         await db.commit()
 
     async def reveal_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:
+        """What receivers verify with: the `whsec_` secret, or the `whpk_` public key of an
+        ed25519 subscription (its private key never leaves labhooks)."""
         subscription = await self.get(db, actor, subscription_id)
-        return self.box.decrypt(subscription.secret_encrypted)
+        return subscription.public_key or self.box.decrypt(subscription.secret_encrypted)
 
     async def rotate_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:
-        """A new secret; the old one keeps signing alongside it for 24 hours."""
+        """A new secret or key pair; the old one keeps signing alongside it for 24 hours.
+        Returns what receivers verify with, as `reveal_secret` does."""
         subscription = await self.get(db, actor, subscription_id)
-        secret = new_signing_secret()
-        subscription.previous_secret_encrypted = subscription.secret_encrypted
-        subscription.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_GRACE
-        subscription.secret_encrypted = self.box.encrypt(secret)
-        subscription.updated_at = utcnow()
+        secret = self._new_key(subscription, SignatureScheme(subscription.signature_scheme))
         await db.commit()
+        return subscription.public_key or secret
+
+    @staticmethod
+    async def public_keys(db: AsyncSession, subscription_id: str) -> list[PublicKey]:
+        """For anyone, no actor: public keys are not secret, and receivers fetch them without an
+        account. Unknown ids, deleted subscriptions and those no ed25519 key signs for now are
+        alike NotFound, so the answer tells nothing else."""
+        subscription = await db.get(WebhookSubscription, subscription_id)
+        keys = public_keys_of(subscription) if subscription and not subscription.deleted_at else []
+        if not keys:
+            raise NotFound("Public key")
+        return keys
+
+    def _new_key(self, subscription: WebhookSubscription, scheme: SignatureScheme) -> str:
+        """A new secret or key pair; the one it replaces, of either scheme, keeps signing for
+        PREVIOUS_SECRET_GRACE, so receivers verify throughout a rotation or a switch."""
+        secret = new_signing_key(scheme)
+        if subscription.secret_encrypted:  # not a new subscription
+            subscription.previous_secret_encrypted = subscription.secret_encrypted
+            subscription.previous_public_key = subscription.public_key
+            subscription.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_GRACE
+        subscription.signature_scheme = scheme.value
+        subscription.secret_encrypted = self.box.encrypt(secret)
+        subscription.public_key = public_key_of(secret)
+        subscription.updated_at = utcnow()
         return secret
 
     def header_value(self, header: SubscriptionHeader) -> str:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.people import Actor
 from labhooks.domain.targets import InvalidTargetURL, TargetURL, first_match, parse_target_url
+from labhooks.services.inputs import Input
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.models import TargetUrl, WebhookSubscription
 
 
-class TargetUrlCreate(BaseModel):
+class TargetUrlCreate(Input):
     url: str = Field(max_length=4096)
     description: str | None = Field(None, max_length=2000)
 

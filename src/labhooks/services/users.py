@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labhooks.domain.people import Actor, Role
 from labhooks.security import Passwords
+from labhooks.services.inputs import Input
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.subscriptions import delete_subscriptions, owned_by
-from labhooks.storage.models import User
+from labhooks.storage.models import ApiToken, User, utcnow
 
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -28,7 +28,7 @@ def _normalise_email(value: str) -> str:
     return value
 
 
-class UserCreate(BaseModel):
+class UserCreate(Input):
     email: str = Field(max_length=320)
     name: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1000)
@@ -38,7 +38,7 @@ class UserCreate(BaseModel):
     _email = field_validator("email")(_normalise_email)
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     password: str | None = Field(None, min_length=MIN_PASSWORD_LENGTH, max_length=1000)
     role: Role | None = None
@@ -98,7 +98,7 @@ async def create_user(
         organization_id=organization_id,
         email=data.email,
         name=data.name.strip(),
-        password_hash=await asyncio.to_thread(passwords.hash, data.password),
+        password_hash=await passwords.hashed(data.password),
         role=data.role.value,
     )
     db.add(user)
@@ -118,7 +118,11 @@ async def update_user(
     if data.name is not None:
         user.name = data.name.strip()
     if data.password is not None:
-        user.password_hash = await asyncio.to_thread(passwords.hash, data.password)
+        # a new password ends what the old one opened: API tokens, and web sessions (which
+        # compare this moment with the one they were opened at)
+        user.password_hash = await passwords.hashed(data.password)
+        user.credentials_changed_at = utcnow()
+        await db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     await db.commit()
     return user
 
@@ -154,7 +158,7 @@ async def create_server_admin(
         organization_id=None,
         email=email,
         name="Server administrator",
-        password_hash=await asyncio.to_thread(passwords.hash, password),
+        password_hash=await passwords.hashed(password),
         role=None,
         is_server_admin=True,
     )

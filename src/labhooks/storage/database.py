@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,9 +47,20 @@ def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def _private_file(path: str | None) -> None:
+    """Creates the SQLite file readable by its owner only, before SQLite does (SQLite makes its
+    WAL and shared-memory files with the database file's permissions). It holds the encrypted
+    secrets, the delivery log and what targets answered: nobody else on the machine needs it."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def create_engine(database_url: str) -> AsyncEngine:
     url = async_url(database_url)
     if url.get_backend_name() == "sqlite":
+        _private_file(url.database)
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=orjson.loads
         )

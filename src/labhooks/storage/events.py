@@ -32,16 +32,16 @@ async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> s
     return set((await session.execute(statement, list(rows))).scalars())
 
 
-async def ids_by_key(
+async def by_key(
     session: AsyncSession, organization_id: str, keys: Iterable[str]
-) -> dict[str, str]:
-    """idempotency key → id of the organisation's event stored with it."""
+) -> dict[str, tuple[str, str | None]]:
+    """idempotency key → (id, request fingerprint) of the organisation's event stored with it."""
     wanted = list(keys)
     if not wanted:
         return {}
     rows = await session.execute(
-        select(Event.idempotency_key, Event.id).where(
+        select(Event.idempotency_key, Event.id, Event.request_fingerprint).where(
             Event.organization_id == organization_id, Event.idempotency_key.in_(wanted)
         )
     )
-    return {key: event_id for key, event_id in rows if key}
+    return {key: (event_id, fingerprint) for key, event_id, fingerprint in rows if key}

@@ -186,9 +186,16 @@ class WebhookSubscription(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     ordered: Mapped[bool] = mapped_column(Boolean, default=False)
     rate_limit_per_s: Mapped[float | None] = mapped_column(Float)
+    # domain.signing.SignatureScheme: a column of its own, as the secrets (whsec_ or whsk_) only
+    # show it once decrypted
+    signature_scheme: Mapped[str] = mapped_column(String(16), default="hmac", server_default="hmac")
     secret_encrypted: Mapped[str] = mapped_column(Text)
     previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None]
+    # the whpk_ keys of ed25519 secrets, in the clear: anyone may fetch them, and deriving them
+    # would mean decrypting the private key for every anonymous request
+    public_key: Mapped[str | None] = mapped_column(String(64))
+    previous_public_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]

@@ -1,6 +1,7 @@
-"""How workers learn that deliveries are waiting: in this process, a session hook at commit
-(storage.database); across processes, PostgreSQL's NOTIFY, sent in the enqueuing transaction,
-and a LISTEN connection per worker that is made again when it is lost."""
+"""How processes learn what others did: workers that deliveries are waiting, publishers that
+attempts were recorded. In one process, a session hook at commit (storage.database) and the
+worker's own signal; across processes, PostgreSQL's NOTIFY, sent in the transaction that did it,
+and a LISTEN connection per process that is made again when it is lost."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from labhooks.signals import Signal
 from labhooks.storage.database import WAKE_ON_COMMIT, Database
 
 log = logging.getLogger("labhooks.queue")
-NOTIFY_CHANNEL = "labhooks_deliveries"
+DELIVERIES = "labhooks_deliveries"  # deliveries were enqueued, or may go out now
+ATTEMPTS = "labhooks_attempts"  # attempts were recorded
 LISTEN_RETRY_S = (0.5, 1, 2, 5, 10)  # backoff while the LISTEN connection cannot be made
 
 
@@ -25,17 +27,24 @@ async def wake(session: AsyncSession) -> None:
     session hook in storage.database, other processes' through PostgreSQL's NOTIFY."""
     session.info[WAKE_ON_COMMIT] = True
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": DELIVERIES})
+
+
+async def announce_attempts(connection: AsyncConnection) -> None:
+    """Tells other processes, at commit, that attempts were recorded (PostgreSQL only)."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": ATTEMPTS})
 
 
 @contextlib.asynccontextmanager
-async def listening(database: Database, enqueued: Signal) -> AsyncIterator[None]:
-    """On PostgreSQL, a dedicated connection LISTENs and sets `enqueued` on every NOTIFY;
-    when the connection is lost (a database restart), it is made again with backoff."""
-    if database.dialect != "postgresql":
+async def listening(database: Database, signals: dict[str, Signal]) -> AsyncIterator[None]:
+    """On PostgreSQL, a dedicated connection LISTENs on each channel and sets its signal on
+    every NOTIFY; when the connection is lost (a database restart), it is made again with
+    backoff, and every signal is set (what happened meanwhile was not heard)."""
+    if database.dialect != "postgresql" or not signals:
         yield
         return
-    listener = asyncio.create_task(_listen(database, enqueued))
+    listener = asyncio.create_task(_listen(database, signals))
     try:
         yield
     finally:
@@ -44,7 +53,7 @@ async def listening(database: Database, enqueued: Signal) -> AsyncIterator[None]
             await listener
 
 
-async def _listen(database: Database, enqueued: Signal) -> None:
+async def _listen(database: Database, signals: dict[str, Signal]) -> None:
     import asyncpg
 
     url = database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -55,17 +64,19 @@ async def _listen(database: Database, enqueued: Signal) -> None:
         try:
             connection = await asyncpg.connect(url)
             connection.add_termination_listener(lambda _, lost=lost: lost.set())
-            await connection.add_listener(NOTIFY_CHANNEL, lambda *_: enqueued.set())
+            for channel, signal in signals.items():
+                await connection.add_listener(channel, lambda *_, signal=signal: signal.set())
             if failures:
-                log.info("listening for new deliveries again")
+                log.info("listening again")
             failures = 0
-            enqueued.set()  # what was enqueued while nobody listened is due now
+            for signal in signals.values():  # what happened while nobody listened
+                signal.set()
             await lost.wait()
             log.warning("the LISTEN connection was lost; reconnecting")
         except Exception as exc:  # whatever failed, polling goes on meanwhile; try again
             delay = LISTEN_RETRY_S[min(failures, len(LISTEN_RETRY_S) - 1)]
             failures += 1
-            log.warning("cannot LISTEN for new deliveries (%s); again in %g s", exc, delay)
+            log.warning("cannot LISTEN (%s); again in %g s", exc, delay)
             await asyncio.sleep(delay)
         finally:
             if connection is not None and not connection.is_closed():

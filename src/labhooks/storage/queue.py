@@ -71,6 +71,7 @@ class SubscriptionDetails:
     target_url: str
     rate_limit_per_s: float | None
     retry_schedule: list[float] | None
+    signature_scheme: str
     secret_encrypted: str
     previous_secret_encrypted: str | None
     previous_secret_expires_at: datetime | None
@@ -269,6 +270,7 @@ class DeliveryQueue:
             table.target_url,
             table.rate_limit_per_s,
             table.retry_schedule,
+            table.signature_scheme,
             table.secret_encrypted,
             table.previous_secret_encrypted,
             table.previous_secret_expires_at,
@@ -358,10 +360,11 @@ class DeliveryQueue:
             await connection.execute(insert(DeliveryAttempt), attempts)
             await connection.execute(write_back, updates)
             await _track_failures(connection, finished, now, auto_disable)
+            await notify.announce_attempts(connection)
 
     def listening(self, enqueued: Signal) -> contextlib.AbstractAsyncContextManager[None]:
         """While inside, NOTIFY from other processes sets `enqueued` (PostgreSQL only)."""
-        return notify.listening(self.database, enqueued)
+        return notify.listening(self.database, {notify.DELIVERIES: enqueued})
 
 
 async def _track_failures(

@@ -6,13 +6,12 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
 from labhooks.dependencies import DbSession, State
-from labhooks.domain.errors import Unauthenticated
+from labhooks.domain.errors import TooManyRequests, Unauthenticated
 from labhooks.services.tokens import check_password
-from labhooks.web.auth import CsrfChecked, LoginThrottle, log_in, log_out
+from labhooks.web.auth import CsrfChecked, log_in, log_out
 from labhooks.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False)
-throttle = LoginThrottle()
 
 
 def _safe_next(target: str | None) -> str:
@@ -36,30 +35,28 @@ async def login(
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    wait = throttle.wait_minutes(email)
-    error = None
-    if wait:
-        error = f"Too many failed attempts for this address. Try again in {wait} minutes."
-    else:
-        try:
-            user = await check_password(db, email, password, state.passwords)
-        except Unauthenticated as exc:
-            throttle.failed(email)
-            error = exc.detail
-        else:
-            throttle.succeeded(email)
-            log_in(request, user)
-            return redirect(request, _safe_next(next))
-    return render(
-        request,
-        "login.html",
-        None,
-        status_code=429 if wait else 401,
-        title="Log in",
-        next=_safe_next(next),
-        email=email,
-        error=error,
-    )
+    address = request.client.host if request.client else None
+    try:
+        user = await check_password(
+            db, email, password, state.passwords, address, state.login_limits
+        )
+    except (Unauthenticated, TooManyRequests) as exc:
+        throttled = isinstance(exc, TooManyRequests)
+        page = render(
+            request,
+            "login.html",
+            None,
+            status_code=429 if throttled else 401,
+            title="Log in",
+            next=_safe_next(next),
+            email=email,
+            error=exc.detail,
+        )
+        if isinstance(exc, TooManyRequests):
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
+    log_in(request, user)
+    return redirect(request, _safe_next(next))
 
 
 @router.post("/logout", dependencies=[CsrfChecked])

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from labhooks.api.deps import Publisher
 from labhooks.api.routers.deliveries import DeliveryPublic
 from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import InvalidInput, field_errors_from_pydantic
+from labhooks.domain.people import Actor
 from labhooks.services import events as service
 from labhooks.services.events import EventIn
 
@@ -54,6 +56,10 @@ class EventPublic(BaseModel):
     is_test: bool
     payload: Any
     deliveries: list[DeliveryPublic]
+    answers: list[SubscriptionAnswer] = Field(
+        description="Each delivery's first answer, as `?wait=` gives it; a gateway token sees "
+        "only these, of the events it published"
+    )
 
 
 def _parse(body: Any) -> tuple[list[EventIn], bool]:
@@ -93,6 +99,18 @@ async def publish_events(
     (or `timed_out`) within that many seconds.
     """
     events, indexed = _parse(body)
+    with state.waiters.seat() if wait is not None else contextlib.nullcontext():
+        return await _publish(state, db, actor, events, indexed, wait)
+
+
+async def _publish(
+    state: State,
+    db: DbSession,
+    actor: Actor,
+    events: list[EventIn],
+    indexed: bool,
+    wait: float | None,
+) -> PublishedOut:
     published = await service.publish(db, actor, events, indexed)
     out = PublishedOut(
         event_ids=published.event_ids,
@@ -107,19 +125,20 @@ async def publish_events(
             state.recorded,
         )
         out.answers = [
-            _answer(delivery_id, subscription_id, answers.get(delivery_id))
+            _answer(delivery_id, subscription_id, answers.get(delivery_id), actor)
             for delivery_id, subscription_id in published.deliveries
         ]
     return out
 
 
 def _answer(
-    delivery_id: str, subscription_id: str, answer: service.FirstAnswer | None
+    delivery_id: str, subscription_id: str, answer: service.FirstAnswer | None, actor: Actor
 ) -> SubscriptionAnswer:
     if answer is None:
         return SubscriptionAnswer(
             subscription_id=subscription_id, delivery_id=delivery_id, timed_out=True
         )
+    answer = service.as_seen_by(actor, answer)
     return SubscriptionAnswer(
         subscription_id=subscription_id,
         delivery_id=delivery_id,
@@ -134,8 +153,10 @@ def _answer(
 
 @router.get("/events/{event_id}", response_model=EventPublic)
 async def get_event(db: DbSession, actor: Publisher, event_id: str) -> object:
-    """The event, the body its deliveries send, and each delivery with its latest outcome."""
-    event, deliveries = await service.get_event(db, actor, event_id)
+    """The event, the body its deliveries send, each delivery with its latest outcome, and
+    the targets' first answers."""
+    view = await service.get_event(db, actor, event_id)
+    event = view.event
     return EventPublic(
         id=event.id,
         type=event.type,
@@ -145,5 +166,8 @@ async def get_event(db: DbSession, actor: Publisher, event_id: str) -> object:
         idempotency_key=event.idempotency_key,
         is_test=event.is_test,
         payload=json.loads(event.payload),
-        deliveries=[DeliveryPublic.model_validate(d, from_attributes=True) for d in deliveries],
+        deliveries=[
+            DeliveryPublic.model_validate(d, from_attributes=True) for d in view.deliveries
+        ],
+        answers=[_answer(a.delivery_id, a.subscription_id, a, actor) for a in view.answers],
     )

@@ -3,12 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from labhooks.api.deps import CurrentActor, PageOut, Paging
 from labhooks.dependencies import DbSession, State
 from labhooks.domain.headers import MASKED_VALUE
-from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
+from labhooks.domain.signing import PublicKey, SignatureScheme
+from labhooks.services.subscriptions import (
+    SubscriptionCreate,
+    SubscriptionUpdate,
+    public_keys_of,
+)
 from labhooks.storage.models import WebhookSubscription
 
 router = APIRouter(prefix="/webhook-subscriptions", tags=["webhook subscriptions"])
@@ -28,6 +33,17 @@ class ChannelSelectionPublic(BaseModel):
     events: list[str]
 
 
+class PublicKeyPublic(BaseModel):
+    key: str = Field(description="`whpk_` + base64 of the ed25519 public key")
+    expires_at: datetime | None = Field(
+        description="null for the current key; for the previous one, when it stops signing"
+    )
+
+
+class PublicKeysPublic(BaseModel):
+    keys: list[PublicKeyPublic] = Field(description="Newest first")
+
+
 class SubscriptionPublic(BaseModel):
     id: str
     organization_id: str
@@ -41,12 +57,20 @@ class SubscriptionPublic(BaseModel):
     ordered: bool
     rate_limit_per_s: float | None
     retry_schedule: list[float] | None
+    signature_scheme: SignatureScheme
+    public_keys: list[PublicKeyPublic] = Field(
+        description="The ed25519 keys that verify its deliveries now, as GET …/public-key answers"
+    )
     created_at: datetime
     updated_at: datetime
 
 
 class SecretPublic(BaseModel):
-    key: str
+    key: str = Field(description="`whsec_…`, or for ed25519 the public key `whpk_…`")
+
+
+def _keys(keys: list[PublicKey]) -> list[PublicKeyPublic]:
+    return [PublicKeyPublic(key=k.key, expires_at=k.expires_at) for k in keys]
 
 
 def public(subscription: WebhookSubscription) -> SubscriptionPublic:
@@ -78,6 +102,8 @@ def public(subscription: WebhookSubscription) -> SubscriptionPublic:
         ordered=subscription.ordered,
         rate_limit_per_s=subscription.rate_limit_per_s,
         retry_schedule=subscription.retry_schedule,
+        signature_scheme=SignatureScheme(subscription.signature_scheme),
+        public_keys=_keys(public_keys_of(subscription)),
         created_at=subscription.created_at,
         updated_at=subscription.updated_at,
     )
@@ -148,7 +174,8 @@ async def deactivate_subscription(
 async def get_secret(
     state: State, db: DbSession, actor: CurrentActor, subscription_id: str
 ) -> object:
-    """The signing secret (`whsec_…`) receivers use to verify deliveries."""
+    """What receivers verify deliveries with: the signing secret (`whsec_…`), or for an ed25519
+    subscription its public key (`whpk_…`); the private key is never handed out."""
     return SecretPublic(key=await state.subscriptions.reveal_secret(db, actor, subscription_id))
 
 
@@ -156,5 +183,20 @@ async def get_secret(
 async def rotate_secret(
     state: State, db: DbSession, actor: CurrentActor, subscription_id: str
 ) -> object:
-    """A new secret; deliveries carry signatures of both secrets for the next 24 hours."""
+    """A new secret (or key pair); deliveries carry signatures of both for the next 24 hours.
+    Answers what receivers verify with, as GET …/secret does."""
     return SecretPublic(key=await state.subscriptions.rotate_secret(db, actor, subscription_id))
+
+
+@router.get("/{subscription_id}/public-key", response_model=PublicKeysPublic)
+async def get_public_key(
+    state: State, db: DbSession, subscription_id: str, response: Response
+) -> object:
+    """Open to anyone, without a token: the ed25519 public keys (`whpk_…`) that verify this
+    subscription's `v1a` signatures, newest first; during the 24 hours after a rotation also the
+    previous key, with when it stops signing. 404 alike for unknown ids and for subscriptions
+    that no ed25519 key signs for (hmac ones)."""
+    keys = await state.subscriptions.public_keys(db, subscription_id)
+    # a receiver may cache them this long: after a rotation the previous key signs for 24 hours
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return PublicKeysPublic(keys=_keys(keys))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
@@ -68,7 +68,10 @@ async def me(db: DbSession, actor: CurrentActor) -> object:
 
 
 @router.post("/tokens", status_code=201, response_model=TokenPublic)
-async def create_token(state: State, db: DbSession, body: TokenCreate) -> object:
+async def create_token(request: Request, state: State, db: DbSession, body: TokenCreate) -> object:
     """Exchange an e-mail and password for an API token. The token is shown only in this answer."""
-    token, plaintext = await tokens.issue_token(db, body, state.passwords)
+    address = request.client.host if request.client else None
+    token, plaintext = await tokens.issue_token(
+        db, body, state.passwords, address, state.login_limits
+    )
     return TokenPublic(id=token.id, token=plaintext, scope=body.scope, user_id=token.user_id)

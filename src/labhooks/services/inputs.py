@@ -1,0 +1,32 @@
+"""`Input`, the base of every request body the services take, whichever route or form it comes
+from: each text field is plain text (domain.text) or the field is refused by name. Free-form
+JSON (an event's `data`) is the catalogue's to check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, field_validator
+from pydantic_core import PydanticCustomError
+
+from labhooks.domain.text import text_problem
+
+
+def problem_in(value: Any) -> str | None:
+    """Why a field's value is not plain text: a string, or a list of strings, checked."""
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if isinstance(item, str) and (problem := text_problem(item)):
+                return f"item {index} {problem}"
+    return None
+
+
+class Input(BaseModel):
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        if problem := problem_in(value):
+            raise PydanticCustomError("plain_text", problem)
+        return value
