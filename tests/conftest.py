@@ -18,10 +18,9 @@ from tests.receiver import Receiver
 SERVER_ADMIN_EMAIL = "root@labhooks.test"
 SERVER_ADMIN_PASSWORD = "server admin password"
 
-# Test tiers (pytest -m <tier>; README "Tests"): every test gets one, from its module or from
-# whether it needs a database, so a new test cannot be left without.
+# Test tiers (pytest -m <tier>; README "Tests"): every test gets one, from its module, else from
+# whether it drives Chromium or needs a database, so a new test cannot be left without.
 BY_MODULE = {
-    "test_web_ui": "browser",
     "test_worker_processes": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
@@ -31,8 +30,9 @@ BY_MODULE = {
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        needs_database = "database_url" in getattr(item, "fixturenames", ())
-        item.add_marker(BY_MODULE.get(module) or ("api" if needs_database else "pure"))
+        fixtures = getattr(item, "fixturenames", ())
+        tier = BY_MODULE.get(module) or ("browser" if "browser" in fixtures else None)
+        item.add_marker(tier or ("api" if "database_url" in fixtures else "pure"))
 
 
 def skip_or_fail(reason: str) -> None:

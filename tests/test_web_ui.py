@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.api import PASSWORD, Api, Lab
 from tests.delivery_helpers import Wired, wire
 from tests.receiver import Receiver
-from tests.web_helpers import chromium, log_in, screenshot_folder
+from tests.web_helpers import chromium, log_in, record_csp_violations, screenshot_folder
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -35,12 +35,24 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    opened = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def csp_violations(context: BrowserContext) -> list[str]:
+    return record_csp_violations(context)
+
+
+@pytest.fixture
+def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
     opened = context.new_page()
     opened.set_default_timeout(10_000)
     yield opened
-    context.close()
+    # every test here clicks under the Content-Security-Policy: nothing may have been refused
+    assert csp_violations == []
 
 
 @pytest.fixture
@@ -92,7 +104,12 @@ def pick_events(page: Page, device_query: str, events: list[tuple[str, str]]) ->
 
 
 def test_the_seed_procedures(
-    page: Page, server, lims: Wired, receiver: Receiver, screenshots: Path
+    page: Page,
+    server,
+    lims: Wired,
+    receiver: Receiver,
+    screenshots: Path,
+    csp_violations: list[str],
 ) -> None:
     member, _, email = member_of(lims)
     base = server.url
@@ -184,6 +201,11 @@ def test_the_seed_procedures(
     expect(attempt).to_contain_text("Authorization: ••••••••")
     expect(page.locator("#delivery-log pre.body").first).to_contain_text('"test":true')
     page.screenshot(path=screenshots / "delivery-log.png", full_page=True)
+    page.get_by_label("Status").select_option("failed")  # submits at once
+    expect(page).to_have_url(re.compile(r"[?&]status=failed"))
+    expect(page.locator("#empty-log")).to_contain_text("No deliveries with status failed")
+    page.get_by_role("button", name="Reveal secret").click()
+    expect(page.locator("#secret-value")).to_contain_text("whsec_")
 
     # -- Delete -------------------------------------------------------------------------
     open_overview(page)
@@ -194,6 +216,9 @@ def test_the_seed_procedures(
     expect(page.get_by_role("status")).to_have_text("Webhook subscription deleted.")
     expect(page.locator("#empty-state")).to_be_visible()
     assert member.get(f"/webhook-subscriptions/{stored['id']}").status_code == 404
+    # the dialog, its search, the toggles, header rows, the secret and the log, all under the
+    # Content-Security-Policy
+    assert csp_violations == []
 
 
 def test_a_member_sees_only_channels_granted_to_them(page: Page, server, lims: Wired) -> None:
@@ -289,6 +314,7 @@ def test_pages_are_readable_at_phone_width(
     member, _, email = member_of(lims)
     lims.subscribe(lims.receiver.url("/phone"), api=member)
     context = browser.new_context(viewport={"width": 390, "height": 844})
+    violations = record_csp_violations(context)
     page = context.new_page()
     log_in(page, server.url, email)
     open_overview(page)
@@ -296,6 +322,7 @@ def test_pages_are_readable_at_phone_width(
     assert width <= 390  # no sideways scrolling
     page.screenshot(path=screenshots / "overview-phone.png", full_page=True)
     context.close()
+    assert violations == []
 
 
 def test_administrators_manage_organisations_urls_users_access_and_devices(

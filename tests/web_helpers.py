@@ -1,5 +1,5 @@
-"""What the web UI tests share: Chromium, logging in (by browser or by httpx), where screenshots
-go, and a small reader of the served HTML."""
+"""What the web UI tests share: Chromium, logging in (by browser or by httpx), what the
+Content-Security-Policy refused, where screenshots go, and a small reader of the served HTML."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from tests.api import PASSWORD
 
@@ -55,6 +55,32 @@ def chromium() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+# Playwright's init scripts and bindings are not subject to the page's policy, so this listener
+# runs on every page, in every frame, before the page's own scripts.
+_CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) =>
+  window.labhooksCspViolation(`${e.violatedDirective} refused ${e.blockedURI || "inline code"}`
+    + ` in ${e.documentURI} (${e.sourceFile || "page"}:${e.lineNumber})`), true);"""
+
+
+def record_csp_violations(context: BrowserContext) -> list[str]:
+    """Every Content-Security-Policy violation in the context's pages, as it happens: the
+    `securitypolicyviolation` events, and Chromium's console errors (which also catch one whose
+    event a navigation cut short)."""
+    violations: list[str] = []
+
+    def on_event(report: str) -> None:
+        violations.append(report)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    context.expose_function("labhooksCspViolation", on_event)
+    context.add_init_script(_CSP_LISTENER)
+    context.on("console", on_console)
+    return violations
 
 
 def log_in(page: Page, base: str, email: str, password: str = PASSWORD) -> None:

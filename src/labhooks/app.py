@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp
 
 from labhooks import __version__
 from labhooks.api import problems
@@ -17,6 +19,7 @@ from labhooks.api.routes import api_router, operations_router
 from labhooks.delivery.worker import run_worker
 from labhooks.dependencies import AppState
 from labhooks.security import Passwords, SecretBox
+from labhooks.security_headers import SecurityHeaders, documentation_policies
 from labhooks.services.events import Waiters
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.services.tokens import LoginLimits
@@ -25,6 +28,20 @@ from labhooks.signals import Signal
 from labhooks.storage import notify
 from labhooks.storage.database import Database
 from labhooks.web import setup as web
+
+
+class Labhooks(FastAPI):
+    """FastAPI with the security headers outside everything, Starlette's own error handling
+    included: added as middleware they would sit inside it, and its 500s (and the 413s and
+    431s of the request limits) would go without them."""
+
+    def __init__(self, *, hsts: bool, **options: Any) -> None:
+        super().__init__(**options)
+        self.hsts = hsts
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return SecurityHeaders(stack, self.hsts, documentation_policies(self))
 
 
 def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
@@ -61,7 +78,8 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
                 await worker
             await database.dispose()
 
-    app = FastAPI(
+    app = Labhooks(
+        hsts=settings.secure_cookies,
         title="labhooks",
         version=__version__,
         description="Webhook subscriptions and delivery for laboratory devices.",

@@ -1,4 +1,5 @@
-"""Mounting the web UI on the app: session cookies, static files, routes, HTML error pages."""
+"""Mounting the web UI on the app: session cookies, security headers, static files, routes, HTML
+error pages."""
 
 from __future__ import annotations
 

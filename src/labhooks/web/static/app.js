@@ -105,6 +105,7 @@ document.addEventListener("click", (event) => {
 
 document.addEventListener("change", (event) => {
   if (event.target.classList.contains("pick")) pick(event.target);
+  else if (event.target.matches("select[data-submit-on-change]")) event.target.form.submit();
 });
 
 document.addEventListener("submit", (event) => {

@@ -1,0 +1,115 @@
+"""The Content-Security-Policy as Chromium enforces it: inline script refused and reported, no
+labhooks page shown inside another site's frame, and the API documentation running under its
+own policy. (Every test in test_web_ui.py also fails on any violation while it clicks through
+the UI; the headers themselves are checked in test_web_security.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+
+from tests.api import Api
+from tests.web_helpers import chromium, record_csp_violations
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def browser(server_admin: Api) -> Iterator[Browser]:
+    """Chromium for this module only, started after the server (see `chromium`)."""
+    yield from chromium()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    opened = browser.new_context()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def csp_violations(context: BrowserContext) -> list[str]:
+    return record_csp_violations(context)
+
+
+@pytest.fixture
+def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
+    opened = context.new_page()
+    opened.set_default_timeout(10_000)
+    yield opened
+    assert csp_violations == []  # those a test provokes on purpose, it clears
+
+
+def test_the_policy_refuses_inline_script_and_framing(
+    page: Page, server, csp_violations: list[str]
+) -> None:
+    victim = f"{server.url}/login"
+    page.goto(victim)
+    with page.expect_console_message(lambda m: "Content Security Policy" in m.text):
+        page.evaluate(
+            """() => {
+              const script = document.createElement("script");
+              script.textContent = "window.injected = true";
+              document.head.append(script);
+            }"""
+        )
+    assert page.evaluate("window.injected") is None
+    assert any("script-src" in v for v in csp_violations), csp_violations
+
+    # A page of another site frames the login page: shown only when served without both
+    # headers (the check's control); either of them alone keeps it out.
+    attacker = f'<iframe id="victim" title="labhooks" src="{victim}"></iframe>'
+
+    def served_without(removed: tuple[str, ...]) -> Callable[[Route], None]:
+        def handle(route: Route) -> None:
+            response = route.fetch()
+            kept = {k: v for k, v in response.headers.items() if k.lower() not in removed}
+            route.fulfill(response=response, headers=kept)
+
+        return handle
+
+    both = ("content-security-policy", "x-frame-options")
+    for removed in (both, both[:1], both[1:], ()):
+        page.route(victim, served_without(removed))
+        page.goto("about:blank")
+        page.set_content(attacker)  # returns once the frame has loaded, or failed to
+        framed = page.frame_locator("#victim").get_by_label("E-mail")
+        if removed == both:
+            expect(framed).to_be_visible()
+        else:
+            [frame] = page.main_frame.child_frames
+            assert frame.url != victim, removed
+            expect(framed).to_have_count(0)
+        page.unroute(victim)
+    csp_violations.clear()  # provoked on purpose
+
+
+# Stand-ins for the CDN's Swagger UI and ReDoc (the suite reaches no network): enough to show
+# that each page's own scripts load and run under its policy.
+SWAGGER_UI_STANDIN = """window.SwaggerUIBundle = Object.assign(
+  (config) => { document.querySelector(config.dom_id).textContent = `Swagger UI: ${config.url}`; },
+  { presets: { apis: {} }, SwaggerUIStandalonePreset: {} });"""
+REDOC_STANDIN = 'document.querySelector("redoc").textContent = "ReDoc";'
+
+
+def test_the_api_documentation_runs_under_its_own_policy(
+    context: BrowserContext, page: Page, server
+) -> None:
+    def cdn(route: Route) -> None:
+        url = route.request.url
+        if url.endswith("/swagger-ui-bundle.js"):
+            route.fulfill(body=SWAGGER_UI_STANDIN, content_type="text/javascript")
+        elif url.endswith("/redoc.standalone.js"):
+            route.fulfill(body=REDOC_STANDIN, content_type="text/javascript")
+        elif url.endswith(".css") or "/css?" in url:
+            route.fulfill(body="", content_type="text/css")
+        else:
+            route.fulfill(status=404)
+
+    context.route("https://**/*", cdn)
+    page.goto(f"{server.url}/docs")
+    expect(page.locator("#swagger-ui")).to_have_text("Swagger UI: /openapi.json")
+    page.goto(f"{server.url}/redoc")
+    expect(page.locator("redoc")).to_have_text("ReDoc")
