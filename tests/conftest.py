@@ -22,6 +22,7 @@ SERVER_ADMIN_PASSWORD = "server admin password"
 # whether it drives Chromium or needs a database, so a new test cannot be left without.
 BY_MODULE = {
     "test_worker_processes": "processes",
+    "test_database_outage": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
 }
@@ -123,6 +124,8 @@ def server_admin(server: live.LiveServer) -> Iterator[Api]:
 def receiver() -> Iterator[Receiver]:
     with Receiver() as running:
         yield running
+    # every body labhooks delivered in the whole session was strict JSON
+    assert running.not_json == [], running.not_json
 
 
 @pytest.fixture

@@ -21,6 +21,22 @@ from aiohttp import web
 from tests.live import free_port
 
 
+def strict_json_problem(body: bytes) -> str | None:
+    """Why `body` is not RFC 8259 JSON as a strict receiver (JavaScript, Go, Java) reads it:
+    NaN or Infinity, a lone surrogate, text that is not UTF-8; None when it is."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        text = body.decode("utf-8")
+        json.loads(text, parse_constant=refuse)
+        json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")  # lone surrogates
+    except ValueError as exc:  # UnicodeError is one
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int = 200
@@ -52,6 +68,9 @@ class Receiver:
         self.requests: list[Received] = []
         self.max_in_flight: dict[str, int] = defaultdict(int)
         self.answered_at: dict[str, list[float]] = defaultdict(list)  # when each reply was sent
+        self.not_json: list[
+            tuple[str, str]
+        ] = []  # (path, why) of every body a strict receiver refuses
         self._in_flight: dict[str, int] = defaultdict(int)
         self._scripts: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = defaultdict(int)
@@ -85,6 +104,8 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         body = await request.read()
+        if problem := strict_json_problem(body):
+            self.not_json.append((path, problem))
         self._in_flight[path] += 1
         self.max_in_flight[path] = max(self.max_in_flight[path], self._in_flight[path])
         try:
