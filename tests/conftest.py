@@ -25,6 +25,7 @@ BY_MODULE = {
     "test_database_outage": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
+    "test_load": "load",
 }
 
 
