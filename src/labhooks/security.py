@@ -40,9 +40,10 @@ class Passwords:
         )
         # checked against for an unknown e-mail, so that answer takes as long as a wrong password
         self._nobody = self._hasher.hash(secrets.token_urlsafe(16))
-        # argon2 keeps a core busy for tens of milliseconds: at most one hash per core at once,
-        # so a flood of logins waits here instead of filling the thread pool other work needs
-        self._slots = asyncio.Semaphore(os.cpu_count() or 1)
+        # argon2 keeps a core busy for tens of milliseconds: hashes take at most half the cores
+        # at once, so a flood of logins waits here and the other half keeps serving everything
+        # else (bench/login_flood.py measures it)
+        self._slots = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
 
     async def hashed(self, password: str) -> str:
         async with self._slots:
