@@ -162,3 +162,24 @@ def test_bad_credentials_say_nothing_of_which_part_was_wrong(lab: Lab) -> None:
     assert unknown.status_code == wrong.status_code == 401
     assert unknown.json()["detail"] == wrong.json()["detail"]
     assert problem_fields(unknown) == problem_fields(wrong) == {}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_secrets_are_nowhere_in_the_database_files_in_plain_text(
+    wired: Wired, settings: Settings
+) -> None:
+    header_value = "lims-api-key-7f3a9c"
+    body = {
+        "target_url": wired.receiver.url("/secrets"),
+        "headers": [{"key": "X-Api-Key", "value": header_value}],
+        "channels": [{"channel_id": wired.channel_id, "events": ["data_point.created"]}],
+    }
+    subscription = wired.admin.ok("POST", "/webhook-subscriptions", body, 201)
+    signing = wired.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}/secret")["key"]
+    wired.publish(wired.event())
+    wired.settle(subscription["id"], "succeeded")  # the attempt, with its masked headers, is in
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    stored = b"".join(f.read_bytes() for f in database.parent.glob(database.name + "*"))
+    assert header_value.encode() not in stored
+    assert signing.encode() not in stored
+    assert signing.removeprefix("whsec_").encode() not in stored
