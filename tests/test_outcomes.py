@@ -89,6 +89,14 @@ def test_any_retry_after_is_none_or_within_zero_and_a_day(value: str) -> None:
     assert parsed is None or 0 <= parsed <= MAX_RETRY_AFTER_S
 
 
+def test_digits_that_are_not_ascii_are_no_retry_after() -> None:
+    """Found by the test above: "²".isdigit() is true, and float("²") raised inside the worker."""
+    for value in ("²", "٣", "5²"):
+        assert parse_retry_after(value, NOW) is None
+        busy = attempt(429, **{"Retry-After": value})
+        assert decide(busy, 1, [0, 5], NOW, uniform=lambda a, b: 1.0).verdict is Verdict.RETRY
+
+
 @given(statuses, st.sampled_from([None, "timed out"]), schedules, st.integers(1, 12))
 def test_decide_maps_every_outcome_to_one_next_step(
     status: int | None, error: str | None, schedule: list[float], made: int

@@ -37,7 +37,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() is true for "²" and "٣" too
         seconds = float(value)
     else:
         try:
