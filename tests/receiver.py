@@ -8,6 +8,7 @@ once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import threading
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tests.live import free_port
 
@@ -206,3 +209,29 @@ class RawReceiver:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+TOLERANCE_S = 300  # what receivers allow between webhook-timestamp and their clock
+
+
+def verifies(public_key: str, request: Received) -> bool:
+    """A receiver's check: one `v1a` signature of `id.timestamp.body` verifies under the key."""
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    timestamp = headers["webhook-timestamp"]
+    assert abs(time.time() - int(timestamp)) < TOLERANCE_S
+    signed = f"{headers['webhook-id']}.{timestamp}.".encode() + request.body
+    for entry in headers["webhook-signature"].split(" "):
+        version, _, signature = entry.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            key.verify(base64.b64decode(signature), signed)
+        except InvalidSignature:
+            continue
+        return True
+    return False
+
+
+def versions(request: Received) -> list[str]:
+    return [s.split(",")[0] for s in request.headers["webhook-signature"].split(" ")]

@@ -12,8 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
@@ -24,33 +22,9 @@ from labhooks.storage.database import Database
 from labhooks.storage.models import WebhookSubscription, utcnow
 from tests.api import Api, Lab, problem_fields
 from tests.delivery_helpers import Wired, run_sql, wire
-from tests.receiver import Received, Receiver, Reply
+from tests.receiver import Received, Receiver, Reply, verifies, versions
 
 SUBS = "/webhook-subscriptions"
-TOLERANCE_S = 300  # what receivers allow between webhook-timestamp and their clock
-
-
-def verifies(public_key: str, request: Received) -> bool:
-    """A receiver's check: one `v1a` signature of `id.timestamp.body` verifies under the key."""
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    timestamp = headers["webhook-timestamp"]
-    assert abs(time.time() - int(timestamp)) < TOLERANCE_S
-    signed = f"{headers['webhook-id']}.{timestamp}.".encode() + request.body
-    for entry in headers["webhook-signature"].split(" "):
-        version, _, signature = entry.partition(",")
-        if version != "v1a":
-            continue
-        try:
-            key.verify(base64.b64decode(signature), signed)
-        except InvalidSignature:
-            continue
-        return True
-    return False
-
-
-def versions(request: Received) -> list[str]:
-    return [s.split(",")[0] for s in request.headers["webhook-signature"].split(" ")]
 
 
 def stored(database_url: str, subscription_id: str) -> WebhookSubscription:

@@ -16,9 +16,18 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.api import PASSWORD, Api, Lab
-from tests.delivery_helpers import Wired, wire
+from tests.delivery_helpers import Wired
 from tests.receiver import Receiver
-from tests.web_helpers import chromium, log_in, record_csp_violations, screenshot_folder
+from tests.web_helpers import (
+    chromium,
+    log_in,
+    member_of,
+    open_overview,
+    pick_events,
+    record_csp_violations,
+    screenshot_folder,
+    seed_lab,
+)
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -57,50 +66,7 @@ def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
 
 @pytest.fixture
 def lims(lab: Lab, receiver: Receiver) -> Wired:
-    """The lab of the seed: two devices, a member with access to both, the LIMS registered."""
-    wired = wire(lab, receiver)
-    wired.ph = lab.add_device(  # type: ignore[attr-defined]
-        "pH meter SevenExcellence",
-        [
-            {
-                "key": "ph",
-                "name": "pH",
-                "unit": "pH",
-                "trigger_events": ["data_point.created", "incident.opened"],
-            }
-        ],
-    )
-    return wired
-
-
-def member_of(wired: Wired) -> tuple[Api, str, str]:
-    email = f"scientist-{wired.lab.name}@lab.example"
-    user = wired.admin.ok(
-        "POST", "/users", {"email": email, "name": "Sam Scientist", "password": PASSWORD}, 201
-    )
-    for channel in (wired.device["channels"][0], wired.ph["channels"][0]):  # type: ignore[attr-defined]
-        wired.lab.grant(user["id"], channel["id"])
-    return wired.admin.as_(wired.admin.login(email)), user["id"], email
-
-
-def open_overview(page: Page) -> None:
-    """Steps 1-2 of every procedure: click More, navigate to Webhook Subscriptions."""
-    page.get_by_text("More", exact=True).click()
-    page.get_by_role("link", name="Webhook Subscriptions").click()
-    expect(page.get_by_role("heading", name="Webhook Subscriptions")).to_be_visible()
-
-
-def pick_events(page: Page, device_query: str, events: list[tuple[str, str]]) -> None:
-    """In the pop-up: type the device's name, tick (channel, event) checkboxes."""
-    search = page.get_by_label("Device name")
-    search.fill(device_query)
-    others = page.locator("#channel-results h3", has_not_text=re.compile(device_query, re.I))
-    expect(others).to_have_count(0)  # the results are the search's, not the previous list
-    for channel, event in events:
-        group = page.locator(
-            "#channel-results fieldset", has=page.locator("legend", has_text=channel)
-        )
-        group.get_by_label(event).check()
+    return seed_lab(lab, receiver)
 
 
 def test_the_seed_procedures(

@@ -1,9 +1,11 @@
-"""What the web UI tests share: Chromium, logging in (by browser or by httpx), what the
-Content-Security-Policy refused, where screenshots go, and a small reader of the served HTML."""
+"""What the web UI tests share: Chromium, the seed's lab and member, logging in (by browser or by
+httpx), the first steps of the seed's procedures, what the Content-Security-Policy refused, where
+screenshots go, and a small reader of the served HTML."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,9 +14,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 
-from tests.api import PASSWORD
+from tests.api import PASSWORD, Api, Lab
+from tests.delivery_helpers import Wired, wire
+from tests.receiver import Receiver
 
 CHROMIUM = "/usr/bin/chromium"
 # `make screenshots` names docs/screenshots/ here; otherwise a temporary folder, so that running
@@ -88,6 +99,53 @@ def log_in(page: Page, base: str, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("E-mail").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def seed_lab(lab: Lab, receiver: Receiver) -> Wired:
+    """The lab of the seed: two devices, a member with access to both, the LIMS registered."""
+    wired = wire(lab, receiver)
+    wired.ph = lab.add_device(  # type: ignore[attr-defined]
+        "pH meter SevenExcellence",
+        [
+            {
+                "key": "ph",
+                "name": "pH",
+                "unit": "pH",
+                "trigger_events": ["data_point.created", "incident.opened"],
+            }
+        ],
+    )
+    return wired
+
+
+def member_of(wired: Wired) -> tuple[Api, str, str]:
+    email = f"scientist-{wired.lab.name}@lab.example"
+    user = wired.admin.ok(
+        "POST", "/users", {"email": email, "name": "Sam Scientist", "password": PASSWORD}, 201
+    )
+    for channel in (wired.device["channels"][0], wired.ph["channels"][0]):  # type: ignore[attr-defined]
+        wired.lab.grant(user["id"], channel["id"])
+    return wired.admin.as_(wired.admin.login(email)), user["id"], email
+
+
+def open_overview(page: Page) -> None:
+    """Steps 1-2 of every procedure: click More, navigate to Webhook Subscriptions."""
+    page.get_by_text("More", exact=True).click()
+    page.get_by_role("link", name="Webhook Subscriptions").click()
+    expect(page.get_by_role("heading", name="Webhook Subscriptions")).to_be_visible()
+
+
+def pick_events(page: Page, device_query: str, events: list[tuple[str, str]]) -> None:
+    """In the pop-up: type the device's name, tick (channel, event) checkboxes."""
+    search = page.get_by_label("Device name")
+    search.fill(device_query)
+    others = page.locator("#channel-results h3", has_not_text=re.compile(device_query, re.I))
+    expect(others).to_have_count(0)  # the results are the search's, not the previous list
+    for channel, event in events:
+        group = page.locator(
+            "#channel-results fieldset", has=page.locator("legend", has_text=channel)
+        )
+        group.get_by_label(event).check()
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from starlette.datastructures import FormData
 
 from labhooks.domain.errors import FieldError, InvalidInput, field_errors_from_pydantic
 from labhooks.domain.people import Actor
+from labhooks.domain.signing import SignatureScheme
 from labhooks.services.devices import accessible_channels
 from labhooks.storage.models import Channel, WebhookSubscription
 
@@ -34,6 +35,33 @@ class Selected:
     channel: str = ""
 
 
+@dataclass(frozen=True)
+class SchemeChoice:
+    value: str
+    label: str
+    hint: str  # what the scheme means for receivers, in one line
+
+
+# in the order the form offers them; the first is the API's default
+SCHEMES = {
+    choice.value: choice
+    for choice in (
+        SchemeChoice(
+            SignatureScheme.HMAC,
+            "HMAC-SHA256 (shared secret, v1)",
+            "Receivers verify with a secret (whsec_…) you share with them; every Standard "
+            "Webhooks library supports it.",
+        ),
+        SchemeChoice(
+            SignatureScheme.ED25519,
+            "Ed25519 (public key, v1a)",
+            "Receivers verify with a public key (whpk_…) anyone may fetch; nothing secret to "
+            "share, but their library must support v1a.",
+        ),
+    )
+}
+
+
 @dataclass
 class SubscriptionForm:
     target_url: str = ""
@@ -41,10 +69,16 @@ class SubscriptionForm:
     headers: list[HeaderRow] = field(default_factory=list)
     selected: list[Selected] = field(default_factory=list)
     ordered: bool = False
+    signature_scheme: str = SignatureScheme.HMAC
+    current_scheme: str | None = None  # editing: the stored scheme, which the form marks
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, form: FormData, stored_keys: set[str]) -> SubscriptionForm:
+    def parse(
+        cls, form: FormData, stored_keys: set[str], current_scheme: str | None = None
+    ) -> SubscriptionForm:
+        """`current_scheme`: editing, the stored one; a post without a scheme keeps it (a switch
+        makes a new key, so it happens only when chosen)."""
         keys = [str(k) for k in form.getlist("header_key")]
         values = [str(v) for v in form.getlist("header_value")]
         rows = [
@@ -63,6 +97,10 @@ class SubscriptionForm:
             headers=rows,
             selected=selected,
             ordered=form.get("ordered") == "on",
+            signature_scheme=str(
+                form.get("signature_scheme") or current_scheme or SignatureScheme.HMAC
+            ),
+            current_scheme=current_scheme,
         )
 
     @classmethod
@@ -76,6 +114,8 @@ class SubscriptionForm:
                 for s in subscription.selections
             ],
             ordered=subscription.ordered,
+            signature_scheme=subscription.signature_scheme,
+            current_scheme=subscription.signature_scheme,
         )
 
     def to_input(self, model: type[Input], active: bool | None = None) -> Input:
@@ -89,6 +129,8 @@ class SubscriptionForm:
             "headers": [{"key": h.key, "value": h.value or None} for h in self.headers],
             "channels": [{"channel_id": c, "events": e} for c, e in channels.items()],
             "ordered": self.ordered,
+            # always sent: the service changes nothing when it is the stored scheme
+            "signature_scheme": self.signature_scheme,
         }
         if active is not None:
             data["active"] = active

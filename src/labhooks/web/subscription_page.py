@@ -1,8 +1,10 @@
-"""A subscription's own page: its secret, its delivery log (newest first, a page at a time) and
-the actions on them: reveal and rotate the secret, send a test event, resend, replay."""
+"""A subscription's own page: its signature (the scheme, the secret or the public key), its
+delivery log (newest first, a page at a time) and the actions on them: reveal and rotate the
+secret or key, send a test event, resend, replay."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
@@ -14,15 +16,52 @@ from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import Conflict, InvalidInput
 from labhooks.domain.outcomes import DeliveryStatus
 from labhooks.domain.people import Actor
+from labhooks.domain.signing import PUBLIC_KEY_PREFIX, PublicKey
 from labhooks.services import deliveries
+from labhooks.services.subscriptions import public_keys_of
+from labhooks.storage.models import WebhookSubscription, utcnow
 from labhooks.web.auth import CsrfChecked, WebActor
-from labhooks.web.forms import SubscriptionForm, parse_moment
+from labhooks.web.forms import SCHEMES, SchemeChoice, SubscriptionForm, parse_moment
 from labhooks.web.paging import back, listing
 from labhooks.web.rendering import redirect, render
 from labhooks.web.subscriptions import OVERVIEW
 
 router = APIRouter(include_in_schema=False)
 REPLAY_DEFAULT = timedelta(hours=24)  # the form proposes replaying the last day's failures
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The page's Signature card: what receivers verify with, and what still signs beside it."""
+
+    scheme: SchemeChoice
+    public_key: str | None  # ed25519: the current key, shown openly (it is not secret)
+    previous_key: PublicKey | None  # an ed25519 key still signing after a rotation or a switch
+    previous_secret_until: datetime | None  # an HMAC secret still signing after one
+    public_key_url: str | None  # where anyone fetches the keys, while any signs
+
+    @property
+    def noun(self) -> str:
+        return "key" if self.public_key else "secret"
+
+
+def signature_of(request: Request, subscription: WebhookSubscription) -> Signature:
+    keys = public_keys_of(subscription)
+    expires = subscription.previous_secret_expires_at
+    url = None
+    if keys:  # absolute, for receivers elsewhere: the route is the API's, open to anyone
+        url = str(request.url_for("get_public_key", subscription_id=subscription.id))
+    return Signature(
+        scheme=SCHEMES[subscription.signature_scheme],
+        public_key=subscription.public_key,
+        previous_key=next((k for k in keys if k.expires_at), None),
+        previous_secret_until=(
+            expires
+            if expires and expires > utcnow() and not subscription.previous_public_key
+            else None
+        ),
+        public_key_url=url,
+    )
 
 
 async def _page(
@@ -51,6 +90,7 @@ async def _page(
         title="Webhook Subscription",
         subscription=subscription,
         form=SubscriptionForm.of(subscription),
+        signature=signature_of(request, subscription),
         log=log,
         attempts=await deliveries.attempts_of(db, ids),
         bodies=await deliveries.bodies_of(db, ids),
@@ -80,11 +120,13 @@ async def reveal_secret(
 async def rotate_secret(
     request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
 ) -> Response:
-    await state.subscriptions.rotate_secret(db, actor, subscription_id)
+    new = await state.subscriptions.rotate_secret(db, actor, subscription_id)
+    noun = "key" if new.startswith(PUBLIC_KEY_PREFIX) else "secret"
     return redirect(
         request,
         f"{OVERVIEW}/{subscription_id}",
-        "Secret rotated. Deliveries carry signatures of both secrets for the next 24 hours.",
+        f"{noun.capitalize()} rotated. Deliveries carry signatures of both {noun}s for the next "
+        "24 hours.",
     )
 
 

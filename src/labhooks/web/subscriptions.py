@@ -20,7 +20,7 @@ from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpda
 from labhooks.services.target_urls import list_target_urls
 from labhooks.storage.models import Channel, Device
 from labhooks.web.auth import CsrfChecked, WebActor
-from labhooks.web.forms import HeaderRow, SubscriptionForm
+from labhooks.web.forms import SCHEMES, HeaderRow, SubscriptionForm
 from labhooks.web.paging import PAGE_SIZE, back, listing, showing
 from labhooks.web.rendering import is_htmx, redirect, render
 
@@ -109,6 +109,7 @@ async def _form_page(
         subscription_id=subscription_id,
         registered=registered,
         hinted=HINTED_URLS,
+        schemes=SCHEMES.values(),
     )
 
 
@@ -145,7 +146,9 @@ async def update(
 ) -> Response:
     subscription = await state.subscriptions.get(db, actor, subscription_id)
     stored = {h.name.lower() for h in subscription.headers}
-    form = SubscriptionForm.parse(await request.form(), stored_keys=stored)
+    form = SubscriptionForm.parse(
+        await request.form(), stored_keys=stored, current_scheme=subscription.signature_scheme
+    )
     try:
         data = form.to_input(SubscriptionUpdate)
         await state.subscriptions.update(db, actor, subscription_id, data)

@@ -1,4 +1,5 @@
-// labhooks web UI: header rows, the channel dialog, confirmations, times in the browser's zone.
+// labhooks web UI: header rows, the channel dialog, confirmations, times in the browser's zone,
+// copying keys.
 // htmx does the rest.
 "use strict";
 
@@ -79,10 +80,27 @@ function pick(checkbox) {
   }
 }
 
+// A public key or its URL, to hand to receivers. Browsers let only secure contexts (HTTPS,
+// localhost) write the clipboard, so the Copy buttons show only there; a refused write selects
+// the text instead, as a click on a key does (app.css).
+function copy(button) {
+  const source = document.getElementById(button.dataset.copy);
+  const label = button.querySelector(".copy-label");
+  navigator.clipboard.writeText(source.textContent.trim()).then(
+    () => {
+      label.textContent = "Copied";
+      setTimeout(() => { label.textContent = "Copy"; }, 2000);
+    },
+    () => window.getSelection().selectAllChildren(source),
+  );
+}
+
 document.addEventListener("click", (event) => {
   const target = event.target.closest("button");
   if (!target) return;
-  if (target.id === "add-header") {
+  if (target.dataset.copy) {
+    copy(target);
+  } else if (target.id === "add-header") {
     const rows = document.getElementById("header-rows");
     const index = `new${Date.now()}`;
     const html = document.getElementById("header-row-template").innerHTML.replaceAll("__i__", index);
@@ -132,6 +150,9 @@ document.addEventListener("keydown", (event) => {
 });
 
 document.addEventListener("DOMContentLoaded", () => {
+  if (navigator.clipboard) {
+    for (const button of document.querySelectorAll("button[data-copy]")) button.hidden = false;
+  }
   renderSelection();
   localizeTimes(document);
 });
