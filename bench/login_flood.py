@@ -5,9 +5,10 @@
 Starts `labhooks serve` (API and worker in one process, on a fresh SQLite file) and a receiver
 in separate processes. A gateway publishes single events at a steady rate and the time to each
 202 is measured, first alone (the baseline), then while `--flooders` clients post wrong
-passwords to POST /api/v1/tokens as fast as they are answered. The per-address login limit is
-lifted for the run, as if the flood came from many addresses: every guess costs an argon2 hash.
-Target (issue 9): p99 under 50 ms during the flood.
+passwords to POST /api/v1/tokens as fast as they are answered. The login limits are lifted for
+the run, as if the flood came from many addresses at many accounts: every guess costs an argon2
+hash. With --keep-limits they stay as configured by default, as a flood from one address meets
+them: after 30 guesses it is answered 429 without hashing. Target (issue 9): p99 under 50 ms.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ async def run(args: argparse.Namespace, base: str, root_token: str, receiver: st
             f"publish latency, {name:17} p50 {statistics.median(values):6.1f} ms   "
             f"p99 {percentile(values, 0.99):6.1f} ms   max {max(values):6.1f} ms"
         )
-    print(f"wrong passwords answered during the flood: {guesses_per_s:.0f}/s")
+    print(f"wrong passwords answered during the flood (401 or 429): {guesses_per_s:.0f}/s")
     print(
         f"ratio p99 flooded / baseline: {percentile(flooded, 0.99) / percentile(alone, 0.99):.2f}"
     )
@@ -158,15 +159,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=50, help="events published per second")
     parser.add_argument("--flooders", type=int, default=30)
+    parser.add_argument("--keep-limits", action="store_true", help="the default login limits")
     args = parser.parse_args()
     port, receiver_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | {
             "LABHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
-            "LABHOOKS_LOGIN_FAILURES_PER_ADDRESS": "1000000000",
-            "LABHOOKS_LOGIN_FAILURES_PER_ACCOUNT": "1000000000",
         }
+        if not args.keep_limits:
+            environment |= {
+                "LABHOOKS_LOGIN_FAILURES_PER_ADDRESS": "1000000000",
+                "LABHOOKS_LOGIN_FAILURES_PER_ACCOUNT": "1000000000",
+            }
         bootstrap = subprocess.run(
             [*LABHOOKS, "bootstrap", "--email", "root@bench.example", "--password", PASSWORD],
             cwd=folder,

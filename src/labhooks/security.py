@@ -12,6 +12,8 @@ import base64
 import hashlib
 import os
 import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
@@ -29,10 +31,25 @@ if TYPE_CHECKING:
 API_TOKEN_PREFIX = "lh_"  # noqa: S105 (a prefix, not a secret)
 
 
+HASHING_NICENESS = 10  # how much less the hashing threads count with the OS scheduler
+
+
+def _lower_priority() -> None:
+    """Linux schedules threads one by one: a hashing thread gives way to the event loop. (POSIX
+    makes the nice value the whole process's, so elsewhere it is left alone.)"""
+    if sys.platform == "linux":
+        os.nice(HASHING_NICENESS)
+
+
 class Passwords:
     """argon2id at the configured cost: OWASP's recommendation by default (19 MiB, 2 passes,
     1 lane); the test suite sets the smallest argon2 allows. A hash made at another cost still
-    verifies (its cost is part of it), and `needs_rehash` says to redo it at this one."""
+    verifies (its cost is part of it), and `needs_rehash` says to redo it at this one.
+
+    argon2 keeps a core busy for tens of milliseconds per hash. The async methods run it on
+    threads of their own, at most half the cores at once and at a lower scheduling priority: a
+    flood of logins waits for those, and the event loop, which publishes and serves everything
+    else, keeps the CPU it needs (bench/login_flood.py measures it)."""
 
     def __init__(self, time_cost: int = 2, memory_kib: int = 19456, parallelism: int = 1) -> None:
         self._hasher = PasswordHasher(
@@ -40,18 +57,17 @@ class Passwords:
         )
         # checked against for an unknown e-mail, so that answer takes as long as a wrong password
         self._nobody = self._hasher.hash(secrets.token_urlsafe(16))
-        # argon2 keeps a core busy for tens of milliseconds: hashes take at most half the cores
-        # at once, so a flood of logins waits here and the other half keeps serving everything
-        # else (bench/login_flood.py measures it)
-        self._slots = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
+        self._threads = ThreadPoolExecutor(
+            max(1, (os.cpu_count() or 2) // 2), "argon2", initializer=_lower_priority
+        )
 
     async def hashed(self, password: str) -> str:
-        async with self._slots:
-            return await asyncio.to_thread(self.hash, password)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.hash, password)
 
     async def verified(self, password_hash: str | None, password: str) -> bool:
-        async with self._slots:
-            return await asyncio.to_thread(self.verify, password_hash, password)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.verify, password_hash, password)
 
     @classmethod
     def of(cls, settings: Settings) -> Passwords:
