@@ -16,6 +16,7 @@ import asyncpg
 import uvicorn
 
 from labhooks.app import create_app
+from labhooks.serving import uvicorn_options
 from labhooks.settings import Settings
 from labhooks.storage import migrate
 from labhooks.storage.database import Database
@@ -102,6 +103,7 @@ class LiveServer:
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
+            **uvicorn_options(settings),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

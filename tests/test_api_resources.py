@@ -46,7 +46,12 @@ def test_users_tokens_and_me(lab: Lab, anonymous: Api) -> None:
     assert bad_role.status_code == 422 and "role" in problem_fields(bad_role)
 
     # a member may change its own name and password, not its role
-    member.ok("PATCH", f"/users/{member_id}", {"password": "another password"})
+    unproven = member.patch(f"/users/{member_id}", {"password": "another password"})
+    assert unproven.status_code == 422 and "current_password" in problem_fields(unproven)
+    wrong = {"password": "another password", "current_password": "not it at all"}
+    assert "current_password" in problem_fields(member.patch(f"/users/{member_id}", wrong))
+    new = {"password": "another password", "current_password": PASSWORD}
+    member.ok("PATCH", f"/users/{member_id}", new)
     assert member.as_(None).login(me["email"], "another password").startswith("lh_")
     # an admin promotes; an admin cannot delete itself
     assert lab.admin.ok("PATCH", f"/users/{member_id}", {"role": "admin"})["role"] == "admin"

@@ -21,7 +21,7 @@ from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import Wired, query, wire
 from tests.live import LiveServer, fresh_database
 from tests.receiver import Receiver, Reply
-from tests.web_helpers import web_client
+from tests.web_helpers import Html, web_client
 
 
 @pytest.fixture
@@ -82,12 +82,22 @@ def test_one_client_address_guessing_many_accounts_is_stopped_in_every_process(
         assert blocked.status_code == 429 and "Retry-After" in blocked.headers
 
 
+def test_an_administrator_sets_another_users_password_without_knowing_the_old_one(
+    lab: Lab,
+) -> None:
+    member, member_id = lab.add_member()
+    email = member.ok("GET", "/me")["email"]
+    lab.admin.ok("PATCH", f"/users/{member_id}", {"password": "set by the admin"})
+    assert token_for(lab.admin, email, "set by the admin").status_code == 201
+
+
 def test_a_new_password_ends_the_old_tokens_and_web_sessions(lab: Lab, server: LiveServer) -> None:
     member, member_id = lab.add_member()
     email = member.ok("GET", "/me")["email"]
     with web_client(server.url, email) as browser:
         assert browser.get("/webhook-subscriptions").status_code == 200
-        member.ok("PATCH", f"/users/{member_id}", {"password": "a brand new password"})
+        new = {"password": "a brand new password", "current_password": PASSWORD}
+        member.ok("PATCH", f"/users/{member_id}", new)
         assert member.get("/me").status_code == 401  # the token it changed it with, too
         after = browser.get("/webhook-subscriptions")
         assert after.status_code == 303 and after.headers["location"].startswith("/login")
@@ -183,3 +193,61 @@ def test_secrets_are_nowhere_in_the_database_files_in_plain_text(
     assert header_value.encode() not in stored
     assert signing.encode() not in stored
     assert signing.removeprefix("whsec_").encode() not in stored
+
+
+def test_a_burst_of_guesses_at_once_is_counted_whole(lab: Lab) -> None:
+    """Attempts are counted before they are judged: of twelve sent at once, five are tried,
+    seven are refused without trying, and then even the right password waits."""
+    _, member_id = lab.add_member()
+    email = lab.admin.ok("GET", f"/users/{member_id}")["email"]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda n: token_for(lab.admin, email, f"guess {n}"), range(12)))
+    assert sorted(a.status_code for a in answers) == [401] * 5 + [429] * 7
+    assert token_for(lab.admin, email, PASSWORD).status_code == 429
+
+
+def test_a_gateway_token_stops_publishing_when_its_issuer_is_no_longer_an_administrator(
+    wired: Wired, lab: Lab
+) -> None:
+    second, second_id = lab.add_member("admin")
+    second_email = second.ok("GET", "/me")["email"]
+    gateway_token = lab.admin.as_(None).ok(
+        "POST", "/tokens", {"email": second_email, "password": PASSWORD, "scope": "publish"}, 201
+    )["token"]
+    gateway = lab.admin.as_(gateway_token)
+    assert gateway.post("/events", wired.event()).status_code == 202
+    lab.admin.ok("PATCH", f"/users/{second_id}", {"role": "member"})
+    assert gateway.post("/events", wired.event()).status_code == 403
+
+
+def test_logging_out_ends_the_session_even_for_a_copy_of_its_cookie(
+    lab: Lab, server: LiveServer
+) -> None:
+    member, _ = lab.add_member()
+    email = member.ok("GET", "/me")["email"]
+    with web_client(server.url, email) as browser:
+        copied = browser.cookies["labhooks_session"]
+        page = Html(browser.get("/webhook-subscriptions").text)
+        assert browser.post("/logout", data={"csrf_token": page.csrf()}).status_code == 303
+    with httpx.Client(base_url=server.url, cookies={"labhooks_session": copied}) as replay:
+        again = replay.get("/webhook-subscriptions")
+    assert again.status_code == 303 and again.headers["location"].startswith("/login")
+
+
+def test_x_forwarded_for_is_believed_only_from_the_proxies_named(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    """Without LABHOOKS_TRUSTED_PROXIES a client cannot choose the address its guesses count
+    against by sending X-Forwarded-For."""
+    settings = settings_for(fresh_url, tmp_path, login_failures_per_address=3)
+    with LiveServer(settings, with_worker=False) as server, first_server_admin(server) as root:
+        lab = new_lab(root)
+        for guess in range(3):
+            spoofed = {"X-Forwarded-For": f"198.51.100.{guess}"}
+            wrong = lab.admin.as_(None).post(
+                "/tokens",
+                {"email": f"someone-{guess}@{lab.name}.example", "password": "guess"},
+                headers=spoofed,
+            )
+            assert wrong.status_code == 401
+        assert token_for(lab.admin, f"admin@{lab.name}.example", PASSWORD).status_code == 429

@@ -4,6 +4,7 @@ same on SQLite and PostgreSQL, and nothing of it is stored."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -12,7 +13,9 @@ import pytest
 from labhooks.settings import Settings
 from tests.api import Api, Lab, problem_fields, subscription_body
 from tests.delivery_helpers import Wired, query, wire
+from tests.live import LiveServer
 from tests.receiver import Receiver
+from tests.web_helpers import Html, web_client
 
 
 @pytest.fixture
@@ -204,3 +207,92 @@ def test_an_integer_beyond_a_float_is_no_reading_but_travels_exactly_as_extra_da
     assert raw(wired.admin, "POST", "/events", extra).status_code == 202
     [request] = wired.receiver.wait_for(path, 1)
     assert request.json["data"]["counts"] == int(huge)
+
+
+def test_event_data_nested_deeper_than_32_levels_is_refused(
+    wired: Wired, settings: Settings
+) -> None:
+    deep = "[" * 40 + "1" + "]" * 40
+    body = json.dumps(wired.event()).replace('"unit": "g"', f'"unit": "g", "n": {deep}')
+    response = raw(wired.admin, "POST", "/events", body)
+    assert response.status_code == 422 and "nests deeper than 32 levels" in response.text
+    assert count(settings, "events", "device_id = :d", d=wired.device["id"]) == 0
+
+
+def test_replay_since_takes_a_time_without_an_offset_as_utc_and_refuses_overflow(
+    wired: Wired,
+) -> None:
+    subscription = wired.subscribe(wired.receiver.script(wired.path()))
+    replay = f"/webhook-subscriptions/{subscription['id']}/replay"
+    for naive in ("2026-11-28T00:00:00", "2026-11-28"):
+        assert wired.admin.post(replay, {"since": naive}).status_code == 202
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        response = wired.admin.post(replay, {"since": moment})
+        assert response.status_code == 422 and "since" in problem_fields(response)
+
+
+@pytest.mark.parametrize("name", ["   ", "\t\n"])
+def test_a_name_of_blanks_is_missing_not_empty(
+    lab: Lab, server_admin: Api, settings: Settings, name: str
+) -> None:
+    organization = server_admin.post("/organizations", {"name": name})
+    assert organization.status_code == 422 and "name" in problem_fields(organization)
+    device = lab.admin.post("/devices", {"name": name, "channels": []})
+    assert device.status_code == 422 and "name" in problem_fields(device)
+    assert count(settings, "organizations", "name = ''") == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8199/pfx/..;/outside",  # Tomcat and Spring read ..; as ..
+        "http://127.0.0.1:8199/pfx/%252e%252e/outside",  # decoded twice by some servers
+        "http://127.0.0.1:8199/pfx/a%252fb",
+        "http://127.1.:8199/pfx/",
+        "http://127.0.0.1.:8199/pfx/",
+    ],
+)
+def test_target_urls_that_escape_a_prefix_or_disguise_a_host_are_refused(
+    lab: Lab, url: str
+) -> None:
+    response = lab.admin.post("/target-urls", {"url": url})
+    assert response.status_code == 422 and "url" in problem_fields(response)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_web_forms_refuse_hostile_fields_with_a_page_not_a_500(
+    wired: Wired, server: LiveServer
+) -> None:
+    with httpx.Client(base_url=server.url) as anonymous:
+        login = Html(anonymous.get("/login").text)
+        odd_token = anonymous.post(
+            "/login", data={"csrf_token": "é", "email": "x", "password": "y"}
+        )
+        assert odd_token.status_code == 403 and "reload the page" in odd_token.text
+        long_email = "a" * 500 + "@lab.example"
+        data = {"csrf_token": login.csrf(), "email": long_email, "password": "whatever"}
+        assert anonymous.post("/login", data=data).status_code == 401
+    with web_client(server.url, f"admin@{wired.lab.name}.example") as admin:
+        form = Html(admin.get("/webhook-subscriptions/new").text)
+        posted = admin.post(
+            "/webhook-subscriptions/new",
+            data={
+                "csrf_token": form.csrf(),
+                "target_url": wired.receiver.url("/in"),
+                "selected": f"{wired.channel_id}\u0000|data_point.created",
+            },
+        )
+    assert posted.status_code == 422 and "must not contain NUL" in posted.text
+
+
+def test_a_request_head_far_over_the_limit_is_refused_before_it_is_read_whole(
+    server: LiveServer,
+) -> None:
+    """The server stops reading at the limit and closes: the 431 comes back, and the server
+    goes on answering."""
+    head = "X-Big: " + "x" * (300 * 1024)
+    with socket.create_connection(("127.0.0.1", server.port)) as connection:
+        connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n".encode())
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert httpx.get(f"{server.url}/healthz").status_code == 200

@@ -51,6 +51,10 @@ sys.addaudithook(_block_non_loopback)
         ("fd00::1", "private"),
         ("::ffff:10.0.0.1", "private"),
         ("0.0.0.0", "unspecified"),  # noqa: S104
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64: a gateway sends it to 169.254.169.254
+        ("64:ff9b:1::a00:1", "private"),  # NAT64, local use
+        ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("::127.0.0.1", "loopback"),  # IPv4-compatible
     ],
 )
 def test_non_public_addresses_are_refused_and_named(address: str, kind: str) -> None:
@@ -58,7 +62,9 @@ def test_non_public_addresses_are_refused_and_named(address: str, kind: str) -> 
     assert refusal is not None and kind in refusal
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1", "64:ff9b::808:808"]
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().refusal(ipaddress.ip_address(address)) is None
 

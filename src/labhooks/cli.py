@@ -123,13 +123,20 @@ def serve(
     import uvicorn
 
     from labhooks.app import create_app
+    from labhooks.serving import uvicorn_options
 
     settings = _settings()
     if migrate:
         _with_database(settings, _upgrade)
     _logging()
     typer.echo(f"labhooks on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(create_app(settings, with_worker=worker), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings, with_worker=worker),
+        host=host,
+        port=port,
+        log_level="info",
+        **uvicorn_options(settings),
+    )
 
 
 @app.command()
@@ -142,6 +149,7 @@ def demo(
 
     from labhooks.app import create_app
     from labhooks.demo import DEMO_PASSWORD, INSPECTOR_PATH, DemoLogins, Inspector, seed
+    from labhooks.serving import uvicorn_options
 
     settings = _settings()
     if not settings.allowed_networks:  # the inspector is on this machine
@@ -164,7 +172,9 @@ def demo(
         f"  request inspector:         {base}{INSPECTOR_PATH}\n"
         f"  API docs:                  {base}/docs"
     )
-    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(
+        application, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(settings)
+    )
 
 
 @app.command("worker")

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         2 * 1024 * 1024, gt=0, description="Largest request body the API accepts (bytes)"
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For names "
+        "the client (e.g. 127.0.0.1 for one on this machine); empty: none",
+    )
     max_waiting_publishers: int = Field(
         200, ge=1, description="Requests waiting for answers (?wait=) at once, per process"
     )

@@ -135,6 +135,8 @@ def install(app: FastAPI, html_page: HtmlErrorPage | None = None) -> None:
         return answer(request, 500, INTERNAL, "internal_error")
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):  # a driver's own error, raised while connecting
+            return await on_database_error(request, exc)
         return answer(request, 500, INTERNAL, "internal_error")
 
     app.add_exception_handler(domain.LabhooksError, on_domain_error)

@@ -72,12 +72,21 @@ EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_AHEAD = timedelta(days=1)  # clocks of lab devices drift, but not by days
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC, a time without an offset taken as UTC; ValueError when it has none
+    (year 1 with an offset east of UTC, 9999-12-31 west of it)."""
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("lies outside the years 1 to 9999 once in UTC") from None
+
+
 def occurred_in_utc(moment: datetime, now: datetime) -> datetime:
     """When an event occurred, in UTC (a time without an offset is taken as UTC); ValueError
     outside the window labhooks accepts: from 1970 to a day ahead of now."""
     try:
-        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except OverflowError:  # e.g. year 1 with an offset east of UTC
+        utc = as_utc(moment)
+    except ValueError:
         utc = EARLIEST_OCCURRED_AT - timedelta(days=1)
     if not EARLIEST_OCCURRED_AT <= utc <= now + LATEST_AHEAD:
         raise ValueError(

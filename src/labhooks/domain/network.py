@@ -1,8 +1,10 @@
 """Which addresses a delivery may connect to (SPEC §4, outbound safety): a pure policy.
 
 Only globally routable addresses, unless a server setting names networks to allow (labs often
-run their LIMS on a private network). IPv4-mapped IPv6 addresses are judged as the IPv4 address
-they carry, so `::ffff:127.0.0.1` is loopback.
+run their LIMS on a private network). IPv6 addresses that carry an IPv4 address are judged as
+that address: IPv4-mapped (`::ffff:127.0.0.1`), IPv4-compatible (`::127.0.0.1`), NAT64
+(`64:ff9b::a9fe:a9fe`, which a NAT64 gateway sends to 169.254.169.254) and 6to4
+(`2002:7f00:1::`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from collections.abc import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, but some stacks still route it
 
 
 class RefusedAddress(OSError):
@@ -54,8 +60,18 @@ class AddressPolicy:
 
     @staticmethod
     def unwrap(address: IPAddress) -> IPAddress:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        """The IPv4 address an IPv6 one carries, if it carries one; else the address."""
+        if not isinstance(address, ipaddress.IPv6Address):
+            return address
+        if address.ipv4_mapped is not None:
             return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if any(address in nat64 for nat64 in _NAT64) or (
+            address in _IPV4_COMPATIBLE and int(address) > 1  # not :: nor ::1
+        ):
+            return embedded
         return address
 
     def refusal(self, address: IPAddress) -> str | None:

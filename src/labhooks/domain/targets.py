@@ -86,26 +86,32 @@ def parse_target_url(raw: str) -> TargetURL:
 
 
 def _check_host(host: str) -> None:
-    """A host of numbers only must be an IPv4 address written as four decimal numbers: the
-    shorthands (`2130706433`, `127.1`, `0x7f.1`, `010.0.0.1`) are read differently by different
-    programs, so what was registered is not plainly what would be reached."""
-    if ":" in host or not all(_NUMERIC_LABEL.fullmatch(label) for label in host.split(".")):
+    """A host of numbers only must be an IPv4 address written as four decimal numbers, without
+    a trailing dot: the shorthands (`2130706433`, `127.1`, `0x7f.1`, `010.0.0.1`, `127.1.`) are
+    read differently by different programs, so what was registered is not plainly what would
+    be reached."""
+    bare = host.removesuffix(".")
+    if ":" in host or not all(_NUMERIC_LABEL.fullmatch(label) for label in bare.split(".")):
         return
     try:
         ipaddress.IPv4Address(host)
     except ValueError:
         raise InvalidTargetURL(
             f"host {host} is a shorthand IPv4 address; write it as four decimal numbers "
-            "without leading zeros, e.g. 192.0.2.10"
+            "without leading zeros or a trailing dot, e.g. 192.0.2.10"
         ) from None
 
 
 def _check_path(path: str) -> None:
-    lowered = path.lower()
-    if any(escape in lowered for escape in _FORBIDDEN_ESCAPES):
-        raise InvalidTargetURL("must not contain an encoded '/' or '\\' (%2F, %5C) in its path")
-    for segment in path.split("/"):
-        if unquote(segment) in (".", ".."):
+    """Refuses what a server could resolve outside a registered prefix, also once decoded a
+    second time (`%252e%252e`) and with a segment's `;parameters` dropped (`..;`, as Tomcat and
+    Spring read it)."""
+    once = unquote(path)
+    for form in (path.lower(), once.lower()):
+        if any(escape in form for escape in _FORBIDDEN_ESCAPES):
+            raise InvalidTargetURL("must not contain an encoded '/' or '\\' (%2F, %5C) in its path")
+    for segment in once.split("/"):
+        if unquote(segment).split(";")[0] in (".", ".."):
             raise InvalidTargetURL("must not contain '.' or '..' path segments")
 
 

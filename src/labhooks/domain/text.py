@@ -15,6 +15,8 @@ from typing import Any
 NUL = "must not contain NUL characters (\\u0000)"
 SURROGATE = "is not valid Unicode text: it contains a lone surrogate (\\ud800-\\udfff)"
 NOT_FINITE = "must be a finite number: NaN and Infinity are not JSON"
+MAX_JSON_DEPTH = 32  # lab data nests a few levels; deeper is a mistake or an attack
+TOO_DEEP = f"nests deeper than {MAX_JSON_DEPTH} levels"
 
 
 def _has_surrogate(text: str) -> bool:
@@ -34,11 +36,14 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def json_problems(value: Any, path: str) -> list[tuple[str, str]]:
+def json_problems(value: Any, path: str, depth: int = 0) -> list[tuple[str, str]]:
     """(dotted path, why) for every part of a JSON value that cannot be stored and delivered as
-    RFC 8259 JSON: non-finite numbers and lone surrogates, in keys and values alike."""
+    RFC 8259 JSON: non-finite numbers and lone surrogates, in keys and values alike; and
+    nesting deeper than MAX_JSON_DEPTH."""
     found: list[tuple[str, str]] = []
-    if isinstance(value, float) and not math.isfinite(value):
+    if depth > MAX_JSON_DEPTH:
+        found.append((path, TOO_DEEP))
+    elif isinstance(value, float) and not math.isfinite(value):
         found.append((path, NOT_FINITE))
     elif isinstance(value, str) and _has_surrogate(value):
         found.append((path, SURROGATE))
@@ -48,8 +53,8 @@ def json_problems(value: Any, path: str) -> list[tuple[str, str]]:
             if _has_surrogate(name):
                 found.append((path, f"has a key that {SURROGATE}"))
                 continue
-            found += json_problems(item, f"{path}.{name}")
+            found += json_problems(item, f"{path}.{name}", depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found += json_problems(item, f"{path}.{index}")
+            found += json_problems(item, f"{path}.{index}", depth + 1)
     return found

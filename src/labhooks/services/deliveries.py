@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from labhooks.domain.catalogue import EVENT_TYPES, webhook_payload
+from labhooks.domain.catalogue import EVENT_TYPES, as_utc, webhook_payload
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.ids import new_id
 from labhooks.domain.outcomes import DeliveryStatus
@@ -30,7 +32,15 @@ from labhooks.storage.models import (
 
 
 class ReplayIn(Input):
-    since: datetime
+    since: datetime = Field(description="A time without an offset is UTC")
+
+    @field_validator("since", mode="after")
+    @classmethod
+    def _in_utc(cls, moment: datetime) -> datetime:
+        try:
+            return as_utc(moment)
+        except ValueError as exc:
+            raise PydanticCustomError("since_out_of_range", str(exc)) from None
 
 
 class TestEventIn(Input):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from labhooks.domain.people import Actor
-from labhooks.services.inputs import Input
+from labhooks.services.inputs import Input, Name
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.models import (
     Channel,
@@ -25,19 +25,19 @@ from labhooks.storage.models import (
 
 class ChannelIn(Input):
     key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     unit: str | None = Field(None, max_length=50)
     trigger_events: list[str] = Field(default_factory=list)
 
 
 class DeviceCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     model: str | None = Field(None, max_length=200)
     channels: list[ChannelIn] = Field(default_factory=list, max_length=500)
 
 
 class DeviceUpdate(Input):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = None
     model: str | None = Field(None, max_length=200)
     channels: list[ChannelIn] | None = Field(
         None,

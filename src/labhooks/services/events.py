@@ -104,10 +104,13 @@ def references(device: Device, channel: Channel) -> tuple[dict[str, Any], dict[s
 
 
 def require_publisher(actor: Actor) -> str:
+    """Organisation administrators publish, and the gateway tokens they issued, for as long as
+    their issuer is one: a token is worth what its user is now."""
     organization_id = actor.require_organization()
-    if actor.scope is not TokenScope.PUBLISH and actor.role is not Role.ADMIN:
+    if actor.role is not Role.ADMIN:
         raise PermissionDenied(
-            "Only device gateways (publishing tokens) and organisation administrators publish."
+            "Only organisation administrators publish, and the gateway tokens they issue; a "
+            "gateway token stops publishing when its issuer is no longer one."
         )
     return organization_id
 

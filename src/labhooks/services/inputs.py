@@ -4,12 +4,16 @@ JSON (an event's `data`) is the catalogue's to check."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
 
 from labhooks.domain.text import text_problem
+
+# A name people read (an organisation, a user, a device, a channel): surrounding blanks dropped,
+# so a name of blanks alone is missing, not empty.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 def problem_in(value: Any) -> str | None:

@@ -1,24 +1,23 @@
 from __future__ import annotations
 
-from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, NotFound
 from labhooks.domain.people import Actor
-from labhooks.services.inputs import Input
+from labhooks.services.inputs import Input, Name
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage import queue
 from labhooks.storage.models import Organization
 
 
 class OrganizationCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     webhooks_enabled: bool = False
 
 
 class OrganizationUpdate(Input):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = None
     webhooks_enabled: bool | None = None
 
 

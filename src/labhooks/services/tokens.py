@@ -19,10 +19,11 @@ from labhooks.storage import throttle
 from labhooks.storage.models import ApiToken, User, utcnow
 
 WRONG_CREDENTIALS = "The e-mail address or the password is wrong."
+MAX_EMAIL_LENGTH = 320
 
 
 class TokenCreate(Input):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=MAX_EMAIL_LENGTH)
     password: str = Field(max_length=1000)
     scope: TokenScope = TokenScope.FULL
     name: str | None = Field(None, max_length=200)
@@ -62,18 +63,25 @@ async def check_password(
 ) -> User:
     """The user with these credentials, for the API and the login form alike.
 
-    Failures are counted per account and per client `address`, in the database so every
-    process counts the same; past the limit, even the right password waits (TooManyRequests).
-    A wrong e-mail costs the same time as a wrong password. No database connection is held
-    while argon2 works. A hash made at another cost is made again now that the password is
-    known."""
+    Attempts are counted per account and per client `address`, in the database so every
+    process counts the same, and before the password is judged, so attempts made at once count
+    each other; past the limit an attempt is not tried at all, the right password included
+    (TooManyRequests), and a right password takes its attempt back. A wrong e-mail costs the
+    same time as a wrong password. No database connection is held while argon2 works. A hash
+    made at another cost is made again now that the password is known."""
     email = email.strip().lower()
-    if text_problem(email):
+    if text_problem(email) or len(email) > MAX_EMAIL_LENGTH:
         raise Unauthenticated(WRONG_CREDENTIALS)
-    keys = [f"account:{email}"] + ([f"address:{address}"] if address else [])
+    account = f"account:{email}"
+    address_key = f"address:{address}" if address else None
+    counted = [(account, limits.per_account)]
+    if address_key:
+        counted.append((address_key, limits.per_address))
     now = utcnow()
-    if until := await throttle.blocked_until(db, keys, now):
-        wait = (until - now).total_seconds()
+    waits = [await throttle.count_attempt(db, k, now, limits.window, n) for k, n in counted]
+    await db.commit()
+    if blocked := [until for until in waits if until]:
+        wait = (max(blocked) - now).total_seconds()
         raise TooManyRequests(
             "Too many failed attempts for this account or address. "
             f"Try again in {math.ceil(wait / 60)} minutes.",
@@ -82,11 +90,8 @@ async def check_password(
     user = await db.scalar(select(User).where(User.email == email))
     await db.commit()  # hands the connection back for the time argon2 takes
     if not await passwords.verified(user.password_hash if user else None, password) or not user:
-        for key, limit in zip(keys, (limits.per_account, limits.per_address), strict=False):
-            await throttle.count_failure(db, key, now, limits.window, limit)
-        await db.commit()
         raise Unauthenticated(WRONG_CREDENTIALS)
-    await throttle.forget(db, keys[0])
+    await throttle.succeeded(db, account, address_key)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hashed(password)
     await db.commit()

@@ -8,14 +8,22 @@ from pydantic import Field, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labhooks.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from labhooks.domain.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from labhooks.domain.people import Actor, Role
 from labhooks.security import Passwords
-from labhooks.services.inputs import Input
+from labhooks.services.inputs import Input, Name
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.services.sessions import end_sessions_of
 from labhooks.services.subscriptions import delete_subscriptions, owned_by
-from labhooks.storage.models import ApiToken, User, utcnow
+from labhooks.services.tokens import check_password
+from labhooks.storage.models import ApiToken, User
 
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -30,7 +38,7 @@ def _normalise_email(value: str) -> str:
 
 class UserCreate(Input):
     email: str = Field(max_length=320)
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1000)
     role: Role = Role.MEMBER
     organization_id: str | None = None
@@ -39,8 +47,14 @@ class UserCreate(Input):
 
 
 class UserUpdate(Input):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = None
     password: str | None = Field(None, min_length=MIN_PASSWORD_LENGTH, max_length=1000)
+    current_password: str | None = Field(
+        None,
+        max_length=1000,
+        description="Needed to change one's own password (an administrator setting another "
+        "user's does not need it)",
+    )
     role: Role | None = None
 
 
@@ -118,13 +132,26 @@ async def update_user(
     if data.name is not None:
         user.name = data.name.strip()
     if data.password is not None:
-        # a new password ends what the old one opened: API tokens, and web sessions (which
-        # compare this moment with the one they were opened at)
+        if user.id == actor.user_id:  # a stolen token must not be enough to take the account
+            await _check_current_password(db, user, data.current_password, passwords)
+        # a new password ends what the old one opened: API tokens and web sessions
         user.password_hash = await passwords.hashed(data.password)
-        user.credentials_changed_at = utcnow()
         await db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+        await end_sessions_of(db, user.id)
     await db.commit()
     return user
+
+
+async def _check_current_password(
+    db: AsyncSession, user: User, current: str | None, passwords: Passwords
+) -> None:
+    """Through the login's own check, so guessing it here is limited as a login is."""
+    if not current:
+        raise InvalidInput.single("current_password", "enter your current password to change it")
+    try:
+        await check_password(db, user.email, current, passwords)
+    except Unauthenticated:
+        raise InvalidInput.single("current_password", "is not your current password") from None
 
 
 async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:

@@ -128,22 +128,24 @@ class DatabaseUnavailable(Exception):
 
 
 # PostgreSQL SQLSTATE classes that say "not now" rather than "not this": connection exception,
-# transaction rollback (serialization failure, deadlock), insufficient resources, operator
+# transaction rollback (serialization failure, deadlock), insufficient resources, object not in
+# prerequisite state (a database not allowing connections, a lock not available), operator
 # intervention (shutdown), system error.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58")
 
 
 def is_transient(error: BaseException) -> bool:
     """Whether `error` says the database is unavailable for now (see DatabaseUnavailable)."""
     if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
         return True  # SQLite's "database is locked", lost connections, timeouts
+    driver_error: object = error
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return True
-        cause = getattr(error.orig, "__cause__", None) or error.orig
-        sqlstate = str(getattr(cause, "sqlstate", "") or "")
-        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    return False
+        driver_error = getattr(error.orig, "__cause__", None) or error.orig
+    # asyncpg's own errors arrive unwrapped when the connection is being made
+    sqlstate = str(getattr(driver_error, "sqlstate", "") or "")
+    return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 # -- waking this process's workers ----------------------------------------------------------

@@ -93,8 +93,6 @@ class User(Base):
     role: Mapped[str | None] = mapped_column(String(20))
     is_server_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # set when the password changes: API tokens are revoked, older web sessions end
-    credentials_changed_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):
@@ -271,9 +269,19 @@ class LoginThrottle(Base):
     __tablename__ = "login_throttle"
 
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)  # attempts, counted before they are judged
     window_started_at: Mapped[datetime]
-    blocked_until: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A browser's login, so that logging out (or a new password) ends it for good: the signed
+    cookie names it, and a cookie whose session is gone opens nothing."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime]
 
 
 class Delivery(Base):

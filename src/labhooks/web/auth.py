@@ -1,7 +1,8 @@
 """Browser sessions: login, logout, the CSRF token.
 
-The session is Starlette's signed cookie (it holds the user id, when the user's credentials last
-changed, and the CSRF token; nothing secret): a session from before a password change ends.
+The session is Starlette's signed cookie: it holds the key of a session kept on the server
+(services.sessions: logging out, a new password or deleting the user ends it) and the CSRF
+token.
 Every form carries the token as a hidden field, every htmx request as a header; a POST without
 the session's token is refused. That is the synchronizer-token pattern, written here because the
 CSRF middlewares on PyPI only read headers, which plain HTML forms cannot send. Failed logins
@@ -15,10 +16,12 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Form, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.dependencies import DbSession
 from labhooks.domain.errors import PermissionDenied
 from labhooks.domain.people import Actor
+from labhooks.services.sessions import close_session, open_session, session_user
 from labhooks.services.tokens import actor_for
 from labhooks.storage.models import User
 
@@ -36,26 +39,22 @@ def csrf_token(request: Request) -> str:
     return str(token)
 
 
-def _credentials(user: User) -> str:
-    changed = user.credentials_changed_at
-    return changed.isoformat() if changed else ""
-
-
-def log_in(request: Request, user: User) -> None:
+async def log_in(request: Request, db: AsyncSession, user: User) -> None:
     request.session.clear()
-    request.session["user_id"] = user.id
-    request.session["credentials"] = _credentials(user)
+    request.session["key"] = await open_session(db, user)
     csrf_token(request)
 
 
-def log_out(request: Request) -> None:
+async def log_out(request: Request, db: AsyncSession) -> None:
+    if key := request.session.get("key"):
+        await close_session(db, str(key))
     request.session.clear()
 
 
 async def _web_actor(request: Request, db: DbSession) -> Actor:
-    user_id = request.session.get("user_id")
-    user = await db.get(User, user_id) if user_id else None
-    if user is None or request.session.get("credentials", "") != _credentials(user):
+    key = request.session.get("key")
+    user = await session_user(db, str(key)) if key else None
+    if user is None:
         raise LoginRequired
     return actor_for(user)
 
@@ -65,7 +64,10 @@ async def _checked_csrf(
 ) -> None:
     expected = request.session.get("csrf", "")
     presented = request.headers.get(CSRF_HEADER) or csrf_token_field or ""
-    if not expected or not hmac.compare_digest(str(expected), presented):
+    # compared as bytes: compare_digest refuses str that is not ASCII (any byte may be sent)
+    if not expected or not hmac.compare_digest(
+        str(expected).encode(), presented.encode("utf-8", "surrogatepass")
+    ):
         raise PermissionDenied(
             "The form expired or came from another site; reload the page and try again."
         )

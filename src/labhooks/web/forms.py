@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from labhooks.domain.errors import FieldError, InvalidInput, field_errors_from_pydantic
 from labhooks.domain.people import Actor
 from labhooks.domain.signing import SignatureScheme
+from labhooks.domain.text import text_problem
 from labhooks.services.devices import accessible_channels
 from labhooks.storage.models import Channel, WebhookSubscription
 
@@ -148,8 +149,9 @@ class SubscriptionForm:
             self.errors.setdefault(key, error.message)
 
     async def name_selection(self, db: AsyncSession, owner: Actor) -> None:
-        """Device and channel names for the selected pairs the owner may access."""
-        ids = {s.channel_id for s in self.selected}
+        """Device and channel names for the selected pairs the owner may access (an id that is
+        not plain text names nothing: it was refused beside the field already)."""
+        ids = {s.channel_id for s in self.selected if not text_problem(s.channel_id)}
         if not ids:
             return
         found = await db.scalars(

@@ -55,11 +55,11 @@ async def login(
         if isinstance(exc, TooManyRequests):
             page.headers["Retry-After"] = str(exc.retry_after_s)
         return page
-    log_in(request, user)
+    await log_in(request, db, user)
     return redirect(request, _safe_next(next))
 
 
 @router.post("/logout", dependencies=[CsrfChecked])
-async def logout(request: Request) -> Response:
-    log_out(request)
+async def logout(request: Request, db: DbSession) -> Response:
+    await log_out(request, db)
     return redirect(request, "/login", "You are logged out.")
