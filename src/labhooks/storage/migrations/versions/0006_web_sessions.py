@@ -1,4 +1,4 @@
-"""web sessions kept on the server; attempts counted before they are judged
+"""web sessions kept on the server
 
 Revision ID: 0006
 Revises: 0005
@@ -32,16 +32,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_web_sessions")),
     )
     op.create_index(op.f("ix_web_sessions_user_id"), "web_sessions", ["user_id"])
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("credentials_changed_at")
-    with op.batch_alter_table("login_throttle") as batch:
-        batch.drop_column("blocked_until")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("login_throttle") as batch:
-        batch.add_column(sa.Column("blocked_until", sa.DateTime(timezone=True)))
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("credentials_changed_at", sa.DateTime(timezone=True)))
     op.drop_index(op.f("ix_web_sessions_user_id"), table_name="web_sessions")
     op.drop_table("web_sessions")

@@ -1,4 +1,4 @@
-"""login throttle, credentials changes, who published an event and what
+"""login throttle, who published an event and what
 
 Revision ID: 0004
 Revises: 0003
@@ -23,11 +23,8 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=400), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("window_started_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_login_throttle")),
     )
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("credentials_changed_at", sa.DateTime(timezone=True)))
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("request_fingerprint", sa.String(length=64)))
         batch.add_column(sa.Column("published_by_token_id", sa.String(length=40)))
@@ -45,6 +42,4 @@ def downgrade() -> None:
         batch.drop_constraint(op.f("fk_events_published_by_token_id_api_tokens"))
         batch.drop_column("published_by_token_id")
         batch.drop_column("request_fingerprint")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("credentials_changed_at")
     op.drop_table("login_throttle")
