@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import BrowserContext, Page
 
 from labhooks.security import Passwords
 from labhooks.services.users import create_server_admin
@@ -14,6 +15,7 @@ from labhooks.storage.database import Database
 from tests import live
 from tests.api import Api, Lab, new_lab
 from tests.receiver import Receiver
+from tests.web_helpers import record_csp_violations
 
 SERVER_ADMIN_EMAIL = "root@labhooks.test"
 SERVER_ADMIN_PASSWORD = "server admin password"
@@ -143,3 +145,21 @@ def lab(server_admin: Api) -> Lab:
 @pytest.fixture
 def other_lab(server_admin: Api) -> Lab:
     return new_lab(server_admin)
+
+
+# The browser tests' page: each module opens its own `context` (viewport, time zone); every
+# click then runs under the Content-Security-Policy, and a test fails on anything it refused
+# (a test that provokes a violation on purpose clears the list).
+
+
+@pytest.fixture
+def csp_violations(context: BrowserContext) -> list[str]:
+    return record_csp_violations(context)
+
+
+@pytest.fixture
+def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
+    opened = context.new_page()
+    opened.set_default_timeout(10_000)
+    yield opened
+    assert csp_violations == []

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.api import Api
-from tests.web_helpers import chromium, record_csp_violations
+from tests.web_helpers import chromium
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -27,19 +27,6 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     opened = browser.new_context()
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def csp_violations(context: BrowserContext) -> list[str]:
-    return record_csp_violations(context)
-
-
-@pytest.fixture
-def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    yield opened
-    assert csp_violations == []  # those a test provokes on purpose, it clears
 
 
 def test_the_policy_refuses_inline_script_and_framing(

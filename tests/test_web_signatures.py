@@ -27,7 +27,6 @@ from tests.web_helpers import (
     log_in,
     member_of,
     pick_events,
-    record_csp_violations,
     screenshot_folder,
     seed_lab,
     web_client,
@@ -58,19 +57,6 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     opened.grant_permissions(["clipboard-read", "clipboard-write"])  # for the Copy buttons
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def csp_violations(context: BrowserContext) -> list[str]:
-    return record_csp_violations(context)
-
-
-@pytest.fixture
-def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    yield opened
-    assert csp_violations == []  # every click here ran under the Content-Security-Policy
 
 
 @pytest.fixture

@@ -51,20 +51,6 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def csp_violations(context: BrowserContext) -> list[str]:
-    return record_csp_violations(context)
-
-
-@pytest.fixture
-def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    yield opened
-    # every test here clicks under the Content-Security-Policy: nothing may have been refused
-    assert csp_violations == []
-
-
-@pytest.fixture
 def lims(lab: Lab, receiver: Receiver) -> Wired:
     return seed_lab(lab, receiver)
 
