@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+PORT ?= 8000
+
 demo: $(STAMP)
-	$(BIN)/labhooks demo
+	$(BIN)/labhooks demo --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

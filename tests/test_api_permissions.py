@@ -404,6 +404,13 @@ ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
         "SA=403 OA=202 M=202 M2=404 OB=404 PUB=403 AN=401",
     ),
     (
+        "GET",
+        SUBSCRIPTION + "/test",
+        {"subscription_id": the_subscription},
+        None,
+        "SA=403 " + OWNER_OR_ADMIN,
+    ),
+    (
         "POST",
         SUBSCRIPTION + "/test",
         {"subscription_id": the_subscription},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -156,3 +157,57 @@ def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Pa
         assert "12.3456" in inspector and "webhook-signature" in inspector
     again = run(tmp_path, "migrate")  # the demo's data is in the working folder's SQLite file
     assert again.returncode == 0
+
+
+def test_demo_on_a_port_in_use_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(tmp_path, "demo", "--port", str(port))
+    assert_one_line_error(result, f"port {port} cannot be used", "--port")
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no database, no key file
+
+
+def test_the_demo_inspector_follows_the_port_it_is_served_on(tmp_path: Path) -> None:
+    """Run on one port, then on another in the same folder: what is printed, registered and
+    subscribed is the inspector of the port served now, and deliveries arrive there."""
+    with running(tmp_path, "demo") as first:
+        admin = {"Authorization": f"Bearer {demo_token(first, 'lab-admin@example.org')}"}
+        channel = httpx.get(f"{first}/api/v1/channels", headers=admin).json()["items"][0]
+        created = httpx.post(
+            f"{first}/api/v1/webhook-subscriptions",
+            headers=admin,
+            json={
+                "target_url": f"{first}/demo/inspector/lims",
+                "channels": [{"channel_id": channel["id"], "events": ["data_point.created"]}],
+            },
+        )
+        assert created.status_code == 201, created.text
+    with running(tmp_path, "demo") as second:
+        assert f"{second}/demo/inspector/" in (tmp_path / "demo.log").read_text()
+        admin = {"Authorization": f"Bearer {demo_token(second, 'lab-admin@example.org')}"}
+        registered = httpx.get(f"{second}/api/v1/target-urls", headers=admin).json()["items"]
+        assert [u["url"] for u in registered] == [f"{second}/demo/inspector/"]
+        [subscription] = httpx.get(f"{second}/api/v1/webhook-subscriptions", headers=admin).json()[
+            "items"
+        ]
+        assert subscription["target_url"] == f"{second}/demo/inspector/lims"
+        assert subscription["active"] is True
+        published = httpx.post(
+            f"{second}/api/v1/events?wait=10",
+            headers=admin,
+            json={
+                "device_id": channel["device"]["id"],
+                "channel_key": channel["key"],
+                "type": "data_point.created",
+                "data": {"value": 7.5, "unit": "g"},
+            },
+        ).json()
+        assert published["answers"][0]["response"] == {"received": True, "path": "lims"}
+
+
+def demo_token(base: str, email: str) -> str:
+    answer = httpx.post(f"{base}/api/v1/tokens", json={"email": email, "password": "labhooks-demo"})
+    return str(answer.json()["token"])

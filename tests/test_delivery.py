@@ -294,10 +294,30 @@ def test_test_event_reaches_only_this_subscription_and_shows_in_the_log(wired: W
     wired.subscribe(wired.receiver.script(other, OK))
     sent = wired.admin.ok("POST", f"/webhook-subscriptions/{subscription['id']}/test", expect=202)
     [request] = wired.receiver.wait_for(path, 1)
-    assert request.json["data"]["test"] is True and request.json["type"] == "data_point.created"
+    # a ping by default: about no device, so a LIMS that ignores `test` records no reading
+    assert request.json["type"] == "ping" and request.json["data"]["test"] is True
+    assert "device" not in request.json["data"] and "value" not in request.json["data"]
     [delivery] = wired.settle(subscription["id"], "succeeded")
     assert delivery["id"] == sent["id"] and len(wired.delivery(sent["id"])["attempts"]) == 1
     assert wired.receiver.received(other) == []
+
+
+def test_a_sample_of_a_subscribed_type_is_shown_before_it_is_sent(wired: Wired) -> None:
+    path = wired.path()
+    subscription = wired.subscribe(wired.receiver.script(path, OK))
+    test = f"/webhook-subscriptions/{subscription['id']}/test"
+    preview = wired.admin.ok("GET", f"{test}?event_type=data_point.created")
+    assert preview["choices"] == ["ping", "data_point.created"]
+    assert preview["body"]["type"] == "data_point.created" and preview["body"]["data"]["test"]
+    wired.admin.ok("POST", test, {"event_type": "data_point.created"}, 202)
+    [request] = wired.receiver.wait_for(path, 1)
+    sent, shown = request.json, preview["body"]
+    for body in (sent, shown):
+        body["data"].pop("event_id")
+        body.pop("timestamp")
+    assert sent == shown  # what was shown is what went out
+    unselected = wired.admin.get(test, params={"event_type": "run.started"})
+    assert unselected.status_code == 422 and "event_type" in problem_fields(unselected)
 
 
 def test_fan_out_reaches_each_matching_active_subscription_once(

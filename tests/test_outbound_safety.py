@@ -18,7 +18,7 @@ import pytest
 from labhooks.delivery.http import HttpSender
 from labhooks.delivery.sender import Request
 from labhooks.domain.network import AddressPolicy, parse_networks
-from tests.api import Api, new_lab
+from tests.api import Api, Lab, new_lab, subscription_body
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import Wired, wire
 from tests.live import LiveServer, fresh_database
@@ -169,3 +169,18 @@ def test_a_subscription_failing_for_the_configured_time_is_deactivated(strict_wi
     # its remaining retries are held, not lost
     [delivery] = strict_wired.deliveries(subscription["id"])
     assert delivery["status"] == "pending" and delivery["attempt_count"] >= 2
+
+
+def test_a_target_deliveries_may_not_reach_is_registered_with_a_warning(lab: Lab) -> None:
+    """A private LIMS outside LABHOOKS_ALLOWED_NETWORKS would fail every attempt for days:
+    registering or subscribing to it says so at once, naming the setting."""
+    private = lab.admin.ok("POST", "/target-urls", {"url": "http://10.1.2.3/hooks/"}, 201)
+    assert "LABHOOKS_ALLOWED_NETWORKS" in private["warning"]
+    assert "private address" in private["warning"]
+    device = lab.add_device()
+    body = subscription_body(device["channels"][0]["id"], "http://10.1.2.3/hooks/weights")
+    subscription = lab.admin.ok("POST", "/webhook-subscriptions", body, 201)
+    assert "LABHOOKS_ALLOWED_NETWORKS" in subscription["warning"]
+    # loopback is allowed on the test servers, and a name DNS cannot resolve now says nothing
+    for url in ("http://127.0.0.1:9/in/", "http://localhost:9/in/", "http://lims.invalid/in/"):
+        assert lab.admin.ok("POST", "/target-urls", {"url": url}, 201)["warning"] is None

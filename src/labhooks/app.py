@@ -18,6 +18,7 @@ from labhooks.api.limits import BodySizeLimit, HeaderLimits, plain_text_request
 from labhooks.api.routes import api_router, operations_router
 from labhooks.delivery.worker import run_worker
 from labhooks.dependencies import AppState
+from labhooks.domain.network import AddressPolicy
 from labhooks.security import Passwords, SecretBox
 from labhooks.security_headers import SecurityHeaders, documentation_policies
 from labhooks.services.events import Waiters
@@ -56,6 +57,7 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
             settings=settings,
             database=database,
             box=box,
+            policy=AddressPolicy(settings.networks, public=settings.deliver_to_public),
             passwords=passwords,
             login_limits=LoginLimits(
                 settings.login_failures_per_account, settings.login_failures_per_address

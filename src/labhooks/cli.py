@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -15,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from labhooks.domain.errors import LabhooksError
 from labhooks.domain.people import TokenScope
-from labhooks.security import Passwords
+from labhooks.security import Passwords, SecretBox
 from labhooks.services.tokens import check_password, create_token
 from labhooks.services.users import create_server_admin
 from labhooks.settings import Settings
@@ -154,11 +155,23 @@ def demo(
     settings = _settings()
     if not settings.allowed_networks:  # the inspector is on this machine
         settings = settings.model_copy(update={"allowed_networks": "127.0.0.0/8,::1/128"})
+    # The port first: nothing is written or printed for a port the demo cannot serve, and the
+    # socket bound here is the one served, so what is printed is where it answers.
+    listening = socket.socket()
+    try:
+        listening.bind(("127.0.0.1", port))
+    except OSError as exc:
+        listening.close()
+        raise _fail(
+            f"port {port} cannot be used ({exc.strerror}); choose another with --port"
+        ) from None
+    port = listening.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
 
     async def prepare(database: Database) -> DemoLogins:
         await migrations.upgrade(database)
-        return await seed(database, base, Passwords.of(settings))
+        box = SecretBox(settings.resolved_secret_key())
+        return await seed(database, base, Passwords.of(settings), box)
 
     logins = _with_database(settings, prepare)
     _logging()
@@ -172,9 +185,8 @@ def demo(
         f"  request inspector:         {base}{INSPECTOR_PATH}\n"
         f"  API docs:                  {base}/docs"
     )
-    uvicorn.run(
-        application, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(settings)
-    )
+    config = uvicorn.Config(application, log_level="warning", **uvicorn_options(settings))
+    uvicorn.Server(config).run(sockets=[listening])
 
 
 @app.command("worker")
@@ -182,7 +194,6 @@ def run_worker() -> None:
     """Run a delivery worker alone; start as many as needed against one PostgreSQL.
     Stops cleanly on SIGINT/SIGTERM, finishing the attempts in flight."""
     from labhooks.delivery.worker import run_worker
-    from labhooks.security import SecretBox
 
     settings = _settings()
     _logging()

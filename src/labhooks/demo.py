@@ -8,20 +8,25 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import HTMLResponse, JSONResponse
 
-from labhooks.domain.people import Role
-from labhooks.security import Passwords
+from labhooks.domain.people import Actor, Role
+from labhooks.security import Passwords, SecretBox
 from labhooks.services import devices, organizations, target_urls, tokens, users
 from labhooks.services.devices import ChannelIn, DeviceCreate, GrantCreate
+from labhooks.services.pages import every_item
+from labhooks.services.subscriptions import SubscriptionService, SubscriptionUpdate
 from labhooks.storage.database import Database
 from labhooks.storage.models import Organization, User
 
 DEMO_PASSWORD = "labhooks-demo"  # noqa: S105 (printed for the demo's users on purpose)
 INSPECTOR_PATH = "/demo/inspector/"
+INSPECTOR_NOTE = "Demo request inspector"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,28 @@ class Inspector:
         return router
 
 
+async def _move_inspector(db: AsyncSession, admin: Actor, base_url: str, box: SecretBox) -> None:
+    """Registers the inspector at `base_url`, points the demo's subscriptions to an inspector of
+    another port at it, and unregisters the others."""
+    inspector = base_url + INSPECTOR_PATH
+    registered = await every_item(partial(target_urls.list_target_urls, db, admin))
+    stale = [u for u in registered if u.url.endswith(INSPECTOR_PATH) and u.url != inspector]
+    if not stale:
+        return
+    if all(u.url != inspector for u in registered):
+        await target_urls.create_target_url(
+            db, admin, target_urls.TargetUrlCreate(url=inspector, description=INSPECTOR_NOTE)
+        )
+    service = SubscriptionService(box)
+    for subscription in await every_item(partial(service.list_for, db, admin)):
+        old = next((u.url for u in stale if subscription.target_url.startswith(u.url)), None)
+        if old:
+            moved = inspector + subscription.target_url.removeprefix(old)
+            await service.update(db, admin, subscription.id, SubscriptionUpdate(target_url=moved))
+    for old_registration in stale:
+        await target_urls.delete_target_url(db, admin, old_registration.id)
+
+
 def _item(captured: Captured) -> str:
     moment = time.strftime("%H:%M:%S", time.localtime(captured.at))
     headers = "\n".join(f"{name}: {value}" for name, value in captured.headers.items())
@@ -85,9 +112,13 @@ def _pretty(body: str) -> str:
         return body
 
 
-async def seed(database: Database, base_url: str, passwords: Passwords) -> DemoLogins:
+async def seed(
+    database: Database, base_url: str, passwords: Passwords, box: SecretBox
+) -> DemoLogins:
     """The demo organisation with webhooks on, an administrator and a member, a balance and a pH
-    meter, the member's access to both, and the inspector registered as a target URL."""
+    meter, the member's access to both, and the inspector registered as a target URL. Seeded
+    before, it is kept, and its inspector moves to `base_url` (the demo may run on another
+    port this time)."""
     logins = DemoLogins("admin@example.org", "lab-admin@example.org", "scientist@example.org")
     async with database.session() as db:
         root = await users.create_server_admin(db, logins.server_admin, DEMO_PASSWORD, passwords)
@@ -95,6 +126,9 @@ async def seed(database: Database, base_url: str, passwords: Passwords) -> DemoL
             db, logins.server_admin, DEMO_PASSWORD, passwords
         )
         if await db.scalar(select(Organization.id).where(Organization.name == "Demo Lab")):
+            admin = await db.scalar(select(User).where(User.email == logins.org_admin))
+            if admin is not None:
+                await _move_inspector(db, tokens.actor_for(admin), base_url, box)
             return logins
         operator = tokens.actor_for(root)
         lab = await organizations.create_organization(
@@ -123,9 +157,7 @@ async def seed(database: Database, base_url: str, passwords: Passwords) -> DemoL
         await target_urls.create_target_url(
             db,
             lab_admin,
-            target_urls.TargetUrlCreate(
-                url=base_url + INSPECTOR_PATH, description="Demo request inspector"
-            ),
+            target_urls.TargetUrlCreate(url=base_url + INSPECTOR_PATH, description=INSPECTOR_NOTE),
         )
         instruments = [
             DeviceCreate(

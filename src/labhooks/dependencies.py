@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from labhooks.domain.network import AddressPolicy
 from labhooks.security import Passwords, SecretBox
 from labhooks.services.events import Waiters
 from labhooks.services.subscriptions import SubscriptionService
@@ -27,6 +28,7 @@ class AppState:
     settings: Settings
     database: Database
     box: SecretBox
+    policy: AddressPolicy  # where deliveries may go: to warn of targets they may not reach
     passwords: Passwords
     login_limits: LoginLimits
     subscriptions: SubscriptionService

@@ -177,6 +177,25 @@ EVENT_TYPES: dict[str, EventType] = {
 
 RESERVED_DATA_KEYS = frozenset({"event_id", "device", "channel", "test"})
 
+# The default test event, like GitHub's `ping`: about no device and no channel, so a receiver
+# that ignores `data.test` still records no reading from it.
+PING = "ping"
+
+
+def ping_payload(*, event_id: str, occurred_at: datetime, subscription_id: str) -> str:
+    body = {
+        "type": PING,
+        "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": {
+            "event_id": event_id,
+            "subscription_id": subscription_id,
+            "test": True,
+            "message": "A test event from labhooks: the subscription reaches this URL and its "
+            "signature verifies. It is about no device.",
+        },
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
 
 def webhook_payload(
     *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import Field, field_validator
@@ -10,7 +11,13 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from labhooks.domain.catalogue import EVENT_TYPES, as_utc, webhook_payload
+from labhooks.domain.catalogue import (
+    EVENT_TYPES,
+    PING,
+    as_utc,
+    ping_payload,
+    webhook_payload,
+)
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.ids import new_id
 from labhooks.domain.outcomes import DeliveryStatus
@@ -44,7 +51,11 @@ class ReplayIn(Input):
 
 
 class TestEventIn(Input):
-    event_type: str | None = None
+    event_type: str | None = Field(
+        None,
+        description="`ping` (the default): a test event about no device; or one of the event "
+        "types the subscription selects: a sample of it, marked `test`, for its first channel",
+    )
 
 
 async def _of_subscription(
@@ -144,6 +155,61 @@ async def replay_failed(
     return count
 
 
+@dataclass(frozen=True)
+class TestEvent:
+    """What a test delivery sends: its type, the body, and what the body names."""
+
+    event_id: str
+    event_type: str
+    device_id: str | None
+    channel_id: str | None
+    payload: str
+
+
+async def test_event(
+    db: AsyncSession,
+    actor: Actor,
+    subscriptions: SubscriptionService,
+    subscription_id: str,
+    event_type: str | None,
+) -> TestEvent:
+    """The test event a subscription would be sent: a `ping` by default, else a sample of a
+    type it selects (the same body is shown before sending and then sent)."""
+    subscription = await subscriptions.get(db, actor, subscription_id)
+    now, event_id = utcnow(), new_id("evt")
+    if event_type in (None, PING):
+        payload = ping_payload(event_id=event_id, occurred_at=now, subscription_id=subscription.id)
+        return TestEvent(event_id, PING, None, None, payload)
+    selections = await db.scalars(
+        select(SubscriptionSelection)
+        .options(selectinload(SubscriptionSelection.channel).selectinload(Channel.device))
+        .where(SubscriptionSelection.subscription_id == subscription_id)
+        .order_by(SubscriptionSelection.id)
+    )
+    chosen = next((s for s in selections if s.event_type == event_type), None)
+    if chosen is None:
+        raise InvalidInput.single(
+            "event_type", f"the subscription does not select this event type; try {PING!r}"
+        )
+    channel = chosen.channel
+    device, channel_ref = references(channel.device, channel)
+    payload = webhook_payload(
+        event_id=event_id,
+        event_type=chosen.event_type,
+        occurred_at=now,
+        device=device,
+        channel=channel_ref,
+        data=EVENT_TYPES[chosen.event_type].example,
+        test=True,
+    )
+    return TestEvent(event_id, chosen.event_type, channel.device.id, channel.id, payload)
+
+
+def test_event_choices(subscription: WebhookSubscription) -> list[str]:
+    """`ping`, then each event type the subscription selects, once."""
+    return [PING, *dict.fromkeys(s.event_type for s in subscription.selections)]
+
+
 async def send_test_event(
     db: AsyncSession,
     actor: Actor,
@@ -151,48 +217,26 @@ async def send_test_event(
     subscription_id: str,
     event_type: str | None,
 ) -> Delivery:
-    """A sample event of a type the subscription selected, delivered to it alone."""
-    subscription = await subscriptions.get(db, actor, subscription_id)
-    selections = await db.scalars(
-        select(SubscriptionSelection)
-        .options(selectinload(SubscriptionSelection.channel).selectinload(Channel.device))
-        .where(SubscriptionSelection.subscription_id == subscription_id)
-        .order_by(SubscriptionSelection.id)
-    )
-    chosen = next(
-        (s for s in selections if event_type in (None, s.event_type)),
-        None,
-    )
-    if chosen is None:
-        raise InvalidInput.single("event_type", "the subscription does not select this event type")
+    """The test event, stored (marked as a test) and delivered to this subscription alone."""
+    chosen = await test_event(db, actor, subscriptions, subscription_id, event_type)
+    organization_id = actor.require_organization()
     now = utcnow()
-    event_id = new_id("evt")
-    channel = chosen.channel
-    device, channel_ref = references(channel.device, channel)
     db.add(
         Event(
-            id=event_id,
-            organization_id=subscription.organization_id,
-            device_id=channel.device.id,
-            channel_id=channel.id,
+            id=chosen.event_id,
+            organization_id=organization_id,
+            device_id=chosen.device_id,
+            channel_id=chosen.channel_id,
             type=chosen.event_type,
             occurred_at=now,
-            payload=webhook_payload(
-                event_id=event_id,
-                event_type=chosen.event_type,
-                occurred_at=now,
-                device=device,
-                channel=channel_ref,
-                data=EVENT_TYPES[chosen.event_type].example,
-                test=True,
-            ),
+            payload=chosen.payload,
             is_test=True,
             created_at=now,
         )
     )
     await db.flush()
     [(delivery_id, _)] = await queue.enqueue(
-        db, subscription.organization_id, [(subscription_id, event_id)]
+        db, organization_id, [(subscription_id, chosen.event_id)]
     )
     await db.commit()
     delivery = await db.get(Delivery, delivery_id)

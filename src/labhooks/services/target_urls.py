@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
+
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound
+from labhooks.domain.network import AddressPolicy
 from labhooks.domain.people import Actor
 from labhooks.domain.targets import InvalidTargetURL, TargetURL, first_match, parse_target_url
 from labhooks.services.inputs import Input
@@ -17,6 +22,33 @@ from labhooks.storage.models import TargetUrl, WebhookSubscription
 class TargetUrlCreate(Input):
     url: str = Field(max_length=4096)
     description: str | None = Field(None, max_length=2000)
+
+
+WARNING_LOOKUP_S = 2.0  # how long registering waits for DNS to say where a host is
+
+
+async def delivery_warning(url: str, policy: AddressPolicy) -> str | None:
+    """Why deliveries to `url` would be refused as things stand (a private LIMS that
+    LABHOOKS_ALLOWED_NETWORKS does not cover, say), in words naming the setting; None when they
+    would go, or when DNS cannot tell now (each attempt's error will)."""
+    target = parse_target_url(url)
+    try:
+        addresses = {ipaddress.ip_address(target.host)}
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(WARNING_LOOKUP_S):
+                found = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError):
+            return None
+        addresses = {ipaddress.ip_address(info[4][0]) for info in found}
+    refusals = [policy.refusal(address) for address in addresses]
+    if addresses and all(refusals):
+        return (
+            f"Deliveries to {target.host} would be refused as things stand ({refusals[0]}). "
+            "A server administrator can allow its network with LABHOOKS_ALLOWED_NETWORKS."
+        )
+    return None
 
 
 def parse_field(raw: str, field: str) -> TargetURL:

@@ -103,6 +103,31 @@ async def replay_failed(
     return ReplayOut(deliveries_queued=count)
 
 
+class TestEventPreview(BaseModel):
+    event_type: str
+    choices: list[str] = Field(description="`ping`, then each event type the subscription selects")
+    body: Any = Field(description="What would be sent (its event id is made anew when sent)")
+
+
+@router.get("/webhook-subscriptions/{subscription_id}/test", response_model=TestEventPreview)
+async def preview_test_event(
+    state: State,
+    db: DbSession,
+    actor: CurrentActor,
+    subscription_id: str,
+    event_type: Annotated[str | None, Query(description="Default: ping")] = None,
+) -> object:
+    """The test event `POST …/test` would send: a `ping` by default, or a sample of a type the
+    subscription selects."""
+    chosen = await service.test_event(db, actor, state.subscriptions, subscription_id, event_type)
+    subscription = await state.subscriptions.get(db, actor, subscription_id)
+    return TestEventPreview(
+        event_type=chosen.event_type,
+        choices=service.test_event_choices(subscription),
+        body=json.loads(chosen.payload),
+    )
+
+
 @router.post(
     "/webhook-subscriptions/{subscription_id}/test", status_code=202, response_model=DeliveryPublic
 )
@@ -113,7 +138,8 @@ async def send_test_event(
     subscription_id: str,
     body: Annotated[TestEventIn | None, Body()] = None,
 ) -> object:
-    """Send a sample event (marked `"test": true`) to this subscription alone."""
+    """Send a test event to this subscription alone: a `ping` by default (about no device), or
+    a sample of a type it selects, marked `"test": true`."""
     event_type = body.event_type if body else None
     return await service.send_test_event(
         db, actor, state.subscriptions, subscription_id, event_type

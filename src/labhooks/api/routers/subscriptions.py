@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from labhooks.api.deps import CurrentActor, PageOut, Paging
-from labhooks.dependencies import DbSession, State
+from labhooks.dependencies import AppState, DbSession, State
 from labhooks.domain.headers import MASKED_VALUE
 from labhooks.domain.signing import PublicKey, SignatureScheme
 from labhooks.services.subscriptions import (
@@ -14,6 +14,7 @@ from labhooks.services.subscriptions import (
     SubscriptionUpdate,
     public_keys_of,
 )
+from labhooks.services.target_urls import delivery_warning
 from labhooks.storage.models import WebhookSubscription
 
 router = APIRouter(prefix="/webhook-subscriptions", tags=["webhook subscriptions"])
@@ -63,6 +64,19 @@ class SubscriptionPublic(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+
+
+class SavedSubscription(SubscriptionPublic):
+    warning: str | None = Field(
+        None, description="Why deliveries to its target would be refused as the server is set"
+    )
+
+
+async def saved(state: AppState, subscription: WebhookSubscription) -> SavedSubscription:
+    return SavedSubscription(
+        **public(subscription).model_dump(),
+        warning=await delivery_warning(subscription.target_url, state.policy),
+    )
 
 
 class SecretPublic(BaseModel):
@@ -118,11 +132,12 @@ async def list_subscriptions(
     return {"items": [public(s) for s in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("", status_code=201, response_model=SubscriptionPublic)
+@router.post("", status_code=201, response_model=SavedSubscription)
 async def create_subscription(
     state: State, db: DbSession, actor: CurrentActor, body: SubscriptionCreate
 ) -> object:
-    return public(await state.subscriptions.create(db, actor, body))
+    """`warning` says when deliveries to the target would be refused as the server is set."""
+    return await saved(state, await state.subscriptions.create(db, actor, body))
 
 
 @router.get("/{subscription_id}", response_model=SubscriptionPublic)
@@ -132,20 +147,20 @@ async def get_subscription(
     return public(await state.subscriptions.get(db, actor, subscription_id))
 
 
-@router.put("/{subscription_id}", response_model=SubscriptionPublic)
+@router.put("/{subscription_id}", response_model=SavedSubscription)
 async def replace_subscription(
     state: State, db: DbSession, actor: CurrentActor, subscription_id: str, body: SubscriptionCreate
 ) -> object:
     """Replaces every field. A header given without `value` keeps its stored value."""
-    return public(await state.subscriptions.replace(db, actor, subscription_id, body))
+    return await saved(state, await state.subscriptions.replace(db, actor, subscription_id, body))
 
 
-@router.patch("/{subscription_id}", response_model=SubscriptionPublic)
+@router.patch("/{subscription_id}", response_model=SavedSubscription)
 async def update_subscription(
     state: State, db: DbSession, actor: CurrentActor, subscription_id: str, body: SubscriptionUpdate
 ) -> object:
     """Changes only the fields given. A header given without `value` keeps its stored value."""
-    return public(await state.subscriptions.update(db, actor, subscription_id, body))
+    return await saved(state, await state.subscriptions.update(db, actor, subscription_id, body))
 
 
 @router.delete("/{subscription_id}", status_code=204)
