@@ -25,6 +25,7 @@ SERVER_ADMIN_PASSWORD = "server admin password"
 BY_MODULE = {
     "test_worker_processes": "processes",
     "test_database_outage": "processes",
+    "test_mqtt_processes": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
     "test_load": "load",

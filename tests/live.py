@@ -94,9 +94,11 @@ def migrate_database(database_url: str) -> None:
 class LiveServer:
     """uvicorn serving create_app(settings) in a thread, on 127.0.0.1."""
 
-    def __init__(self, settings: Settings, with_worker: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, with_worker: bool = True, port: int | None = None
+    ) -> None:
         self.settings = settings
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(settings, with_worker=with_worker),

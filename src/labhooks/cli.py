@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -206,6 +207,123 @@ def run_worker() -> None:
         await run_worker(settings, database, SecretBox(settings.resolved_secret_key()), stop)
 
     _with_database(settings, work)
+
+
+ApiUrl = Annotated[str, typer.Option("--url", help="labhooks' base URL")]
+Token = Annotated[
+    str,
+    typer.Option(
+        envvar="LABHOOKS_TOKEN",
+        help="A publish-only token of the organisation (POST /api/v1/tokens with scope publish)",
+    ),
+]
+
+
+def _until_stopped(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Runs `work(stop)` until it returns; SIGINT and SIGTERM set `stop`."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await work(stop)
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run())
+
+
+@app.command("mqtt-bridge")
+def mqtt_bridge(
+    token: Token,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="mqtt://host:port (with user:password@ before the host if the broker asks), "
+            "or mqtts:// for TLS"
+        ),
+    ] = "mqtt://127.0.0.1:1883",
+    url: ApiUrl = "http://127.0.0.1:8000",
+    prefix: Annotated[str, typer.Option(help="First topic level")] = "labhooks",
+    client_id: Annotated[
+        str, typer.Option(help="MQTT client id: the broker keeps this bridge's session by it")
+    ] = "labhooks-mqtt-bridge",
+    ca_file: Annotated[str | None, typer.Option(help="CA certificates for mqtts://")] = None,
+) -> None:
+    """Turn MQTT messages on {prefix}/{device_id}/{channel_key}/{event_type} into events
+    (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
+    from labhooks.ingestion.mqtt import Broker, MqttBridge, counts_line
+    from labhooks.ingestion.publisher import Publisher, TokenRefused
+
+    try:
+        where = Broker.parse(broker, ca_file)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    _logging()
+
+    async def bridge(stop: asyncio.Event) -> None:
+        async with Publisher(f"{url.rstrip('/')}/api/v1", token) as publisher:
+            running = MqttBridge(where, publisher, prefix, client_id)
+            try:
+                await running.run(stop)
+            finally:
+                logging.getLogger("labhooks.mqtt").info("stopped: %s", counts_line(running.counts))
+
+    try:
+        _until_stopped(bridge)
+    except TokenRefused as exc:
+        raise _fail(f"labhooks refused the token: {exc}") from None
+
+
+@app.command()
+def simulate(
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="LABHOOKS_TOKEN",
+            help="An organisation administrator's token: it makes the simulated devices if "
+            "they are missing",
+        ),
+    ],
+    url: ApiUrl = "http://127.0.0.1:8000",
+    via: Annotated[str, typer.Option(help="http (the API) or mqtt (to a broker)")] = "http",
+    broker: Annotated[str, typer.Option(help="With --via mqtt")] = "mqtt://127.0.0.1:1883",
+    prefix: Annotated[str, typer.Option(help="With --via mqtt: first topic level")] = "labhooks",
+    rate: Annotated[float, typer.Option(min=0.01, help="Readings per second, in all")] = 2.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many readings")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same readings")] = 1,
+) -> None:
+    """Simulated lab devices (a balance, a pH meter, an incubator, an HPLC, a barcode scanner)
+    publishing through the API, or through MQTT into `labhooks mqtt-bridge`."""
+    from labhooks.ingestion import simulator
+    from labhooks.ingestion.mqtt import Broker
+    from labhooks.ingestion.publisher import Publisher, TokenRefused
+
+    if via not in ("http", "mqtt"):
+        raise _fail(f"--via must be http or mqtt, not {via!r}")
+    api = f"{url.rstrip('/')}/api/v1"
+    models = simulator.lab(seed)
+    _logging()
+
+    async def run(stop: asyncio.Event) -> None:
+        device_ids = await simulator.ensure_devices(api, token, models)
+        if via == "http":
+            async with Publisher(api, token) as publisher:
+                sink: simulator.Sink = simulator.ApiSink(publisher)
+                await simulator.Simulation(models, device_ids, sink, rate).run(stop, count)
+            return
+        async with Broker.parse(broker).client(f"labhooks-simulator-{seed}") as client:
+            sink = simulator.MqttSink(client, prefix)
+            await simulator.Simulation(models, device_ids, sink, rate).run(stop, count)
+
+    try:
+        _until_stopped(run)
+    except TokenRefused as exc:
+        raise _fail(f"labhooks refused the token: {exc}") from None
+    except httpx.HTTPStatusError as exc:
+        raise _fail(f"labhooks refused to set up the devices: {exc.response.text[:300]}") from None
+    except (httpx.TransportError, OSError) as exc:
+        raise _fail(f"cannot reach {url}: {exc}") from None
 
 
 def _logging() -> None:

@@ -1,0 +1,90 @@
+"""`labhooks mqtt-bridge` as an operator runs it, a process of its own: killed mid-stream with
+SIGKILL and started again, it loses none of the messages and duplicates none (every event
+arrives once, under one webhook-id)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.api import new_lab
+from tests.conftest import first_server_admin, settings_for
+from tests.delivery_helpers import wire
+from tests.live import LiveServer, fresh_database
+from tests.mqtt_helpers import BROKER, fresh_prefix, gateway, gateway_token
+from tests.receiver import Receiver
+
+MESSAGES = 300
+
+
+@contextmanager
+def bridge_process(
+    api: str, token: str, prefix: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
+    command = [
+        sys.executable,
+        "-m",
+        "labhooks",
+        "mqtt-bridge",
+        "--broker",
+        BROKER,
+        "--url",
+        api,
+        "--token",
+        token,
+        "--prefix",
+        prefix,
+        "--client-id",
+        f"bridge-{prefix}",
+    ]
+    with (
+        log.open("ab") as out,
+        subprocess.Popen(command, env=environment, stdout=out, stderr=out) as process,
+    ):
+        deadline = time.monotonic() + 30
+        while "MQTT bridge on" not in log.read_text():  # subscribed: nothing sent is missed
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+def test_a_bridge_killed_mid_stream_loses_nothing_and_duplicates_nothing(
+    database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    with fresh_database(database_url, tmp_path) as url:
+        settings = settings_for(url, tmp_path)
+        with LiveServer(settings) as server, first_server_admin(server) as root:
+            lab = new_lab(root)
+            wired = wire(lab, receiver)
+            path = wired.path()
+            wired.subscribe(wired.receiver.script(path))
+            token, prefix = gateway_token(lab), fresh_prefix()
+            topic = f"{prefix}/{wired.device['id']}/weight/data_point.created"
+            log = tmp_path / "bridge.log"
+            with gateway() as lab_gateway:
+                with bridge_process(server.url, token, prefix, log) as first:
+                    for value in range(MESSAGES):
+                        lab_gateway.send(topic, {"data": {"value": value}})
+                    wired.receiver.wait_for(path, MESSAGES // 5, timeout=60)
+                    first.send_signal(signal.SIGKILL)  # mid-stream: messages taken, unacknowledged
+                    first.wait(timeout=10)
+                assert first.returncode == -signal.SIGKILL
+                assert len(wired.receiver.received(path)) < MESSAGES  # work was left over
+                with bridge_process(server.url, token, prefix, log):
+                    wired.receiver.wait_for(path, MESSAGES, timeout=120)
+            received = wired.receiver.received(path)
+    assert sorted(r.json["data"]["value"] for r in received) == list(range(MESSAGES))
+    assert set(Counter(r.headers["webhook-id"] for r in received).values()) == {1}
