@@ -131,7 +131,7 @@ def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Pa
         [weight] = [
             c
             for c in httpx.get(f"{base}/api/v1/channels", headers=scientist).json()["items"]
-            if c["key"] == "weight"
+            if c["key"] == "weight" and c["device"]["name"] == "Balance XS205"
         ]
         created = httpx.post(
             f"{base}/api/v1/webhook-subscriptions",
@@ -155,6 +155,30 @@ def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Pa
         assert published["answers"][0]["response"] == {"received": True, "path": "lims"}
         inspector = httpx.get(f"{base}/demo/inspector/").text
         assert "12.3456" in inspector and "webhook-signature" in inspector
+
+        # the live simulated lab: its balance is the scientist's to subscribe to, and reports
+        deadline = time.monotonic() + 30
+        while not (
+            simulated := [
+                c
+                for c in httpx.get(f"{base}/api/v1/channels", headers=scientist).json()["items"]
+                if c["device"]["name"] == "Simulated balance XS205"
+            ]
+        ):
+            assert time.monotonic() < deadline, "the simulated lab did not appear"
+            time.sleep(0.2)
+        watched = httpx.post(
+            f"{base}/api/v1/webhook-subscriptions",
+            headers=scientist,
+            json={
+                "target_url": f"{base}/demo/inspector/simulated",
+                "channels": [{"channel_id": simulated[0]["id"], "events": ["data_point.created"]}],
+            },
+        )
+        assert watched.status_code == 201, watched.text
+        while "/simulated" not in httpx.get(f"{base}/demo/inspector/").text:
+            assert time.monotonic() < deadline + 30, "no simulated reading arrived"
+            time.sleep(0.2)
     again = run(tmp_path, "migrate")  # the demo's data is in the working folder's SQLite file
     assert again.returncode == 0
 

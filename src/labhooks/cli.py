@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -144,13 +144,23 @@ def serve(
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    simulate_rate: Annotated[
+        float, typer.Option(min=0, help="Readings a second from the simulated lab (0: none)")
+    ] = 1.0,
 ) -> None:
     """Serve a demo on the embedded SQLite file: a demo organisation with logins and devices,
     and a request inspector at /demo/inspector/ to watch deliveries arrive."""
     import uvicorn
 
     from labhooks.app import create_app
-    from labhooks.demo import DEMO_PASSWORD, INSPECTOR_PATH, DemoLogins, Inspector, seed
+    from labhooks.demo import (
+        DEMO_PASSWORD,
+        INSPECTOR_PATH,
+        DemoLogins,
+        Inspector,
+        seed,
+        simulated_lab,
+    )
     from labhooks.serving import uvicorn_options
 
     settings = _settings()
@@ -184,10 +194,39 @@ def demo(
         f"  lab administrator:         {logins.org_admin}\n"
         f"  server administrator:      {logins.server_admin}\n"
         f"  request inspector:         {base}{INSPECTOR_PATH}\n"
-        f"  API docs:                  {base}/docs"
+        f"  API docs:                  {base}/docs\n"
+        f"  simulated lab:             {simulate_rate:g} readings/s (--simulate-rate)"
     )
     config = uvicorn.Config(application, log_level="warning", **uvicorn_options(settings))
-    uvicorn.Server(config).run(sockets=[listening])
+    server = uvicorn.Server(config)
+
+    async def serve_with_lab() -> None:
+        stop = asyncio.Event()
+        lab = asyncio.create_task(
+            _when_started(server, simulated_lab(base, logins, simulate_rate, stop), stop)
+        )
+        try:
+            await server.serve(sockets=[listening])
+        finally:
+            stop.set()
+            await lab
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        if simulate_rate > 0:
+            runner.run(serve_with_lab())
+        else:
+            runner.run(server.serve(sockets=[listening]))
+
+
+async def _when_started(server: Any, work: Awaitable[None], stop: asyncio.Event) -> None:
+    """`work` once the server answers; a failure of it is logged, never fatal to the server."""
+    # uvicorn.Server tells that it started by a flag, not an event
+    while not server.started and not stop.is_set():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    try:
+        await work
+    except Exception:
+        logging.getLogger("labhooks.demo").exception("the simulated lab stopped")
 
 
 @app.command("worker")

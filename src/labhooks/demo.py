@@ -3,19 +3,23 @@ deliveries arrive. Seeding is idempotent: running the demo again reuses what exi
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
+import httpx
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import HTMLResponse, JSONResponse
 
-from labhooks.domain.people import Actor, Role
+from labhooks.domain.people import Actor, Role, TokenScope
+from labhooks.ingestion import simulator
+from labhooks.ingestion.publisher import Publisher
 from labhooks.security import Passwords, SecretBox
 from labhooks.services import devices, organizations, target_urls, tokens, users
 from labhooks.services.devices import ChannelIn, DeviceCreate, GrantCreate
@@ -34,6 +38,7 @@ class DemoLogins:
     server_admin: str
     org_admin: str
     member: str
+    simulator_token: str = ""  # the lab administrator's, for the live simulated lab
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,10 @@ async def seed(
         )
         if await db.scalar(select(Organization.id).where(Organization.name == "Demo Lab")):
             admin = await db.scalar(select(User).where(User.email == logins.org_admin))
-            if admin is not None:
-                await _move_inspector(db, tokens.actor_for(admin), base_url, box)
-            return logins
+            if admin is None:
+                return logins
+            await _move_inspector(db, tokens.actor_for(admin), base_url, box)
+            return await _with_simulator_token(db, admin, logins)
         operator = tokens.actor_for(root)
         lab = await organizations.create_organization(
             db, operator, organizations.OrganizationCreate(name="Demo Lab", webhooks_enabled=True)
@@ -193,4 +199,32 @@ async def seed(
             await devices.create_grant(
                 db, lab_admin, GrantCreate(user_id=member.id, channel_id=device.channels[0].id)
             )
-    return logins
+        return await _with_simulator_token(db, admin, logins)
+
+
+async def _with_simulator_token(db: AsyncSession, admin: User, logins: DemoLogins) -> DemoLogins:
+    """The lab administrator's token for the live simulated lab: it publishes, and makes the
+    simulated devices, through the API as a gateway would."""
+    _, token = await tokens.create_token(db, admin, TokenScope.FULL, "demo simulator")
+    return replace(logins, simulator_token=token)
+
+
+async def simulated_lab(
+    base_url: str, logins: DemoLogins, rate: float, stop: asyncio.Event
+) -> None:
+    """The simulated devices (ingestion.simulator) in the demo lab, readable by the scientist,
+    reporting `rate` readings a second through the demo's own API until `stop`."""
+    api = f"{base_url}/api/v1"
+    models = simulator.lab()
+    device_ids = await simulator.ensure_devices(api, logins.simulator_token, models)
+    headers = {"Authorization": f"Bearer {logins.simulator_token}"}
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
+        scientist = (await client.get("/users", params={"limit": 200})).json()["items"]
+        [member] = [u for u in scientist if u["email"] == logins.member]
+        for device_id in device_ids.values():
+            for channel in (await client.get(f"/devices/{device_id}")).json()["channels"]:
+                grant = {"user_id": member["id"], "channel_id": channel["id"]}
+                await client.post("/channel-grants", json=grant)  # 409 when granted before
+    async with Publisher(api, logins.simulator_token) as publisher:
+        sink = simulator.ApiSink(publisher)
+        await simulator.Simulation(models, device_ids, sink, rate).run(stop)

@@ -1,9 +1,10 @@
 """The delivery queue: the deliveries table as a transactional outbox, and the one place that
 changes a delivery's state.
 
-In the caller's transaction (services): `enqueue` with the event, `requeue` (resend) and
-`requeue_failed` (replay), `cancel` (subscription or its owner deleted), and `wake` (held
-deliveries may go out: a subscription was activated, webhooks switched on). For the workers,
+In the caller's transaction (services): `enqueue` with the event, `requeue` (resend),
+`retry_now` (a waiting retry, due at once) and `requeue_failed` (replay), `cancel`
+(subscription or its owner deleted), and `wake` (held deliveries may go out: a subscription was
+activated, webhooks switched on). For the workers,
 `DeliveryQueue`: `claim` due deliveries under a lease, `defer` them unsent (a rate limit),
 `complete` them with their attempts, and `listening` for new work. A worker that dies loses
 nothing: its leased deliveries become due again when the lease runs out. The states and what an
@@ -150,6 +151,26 @@ async def requeue(session: AsyncSession, delivery_id: str) -> bool:
             Delivery.status.in_([DeliveryStatus.SUCCEEDED.value, DeliveryStatus.FAILED.value]),
             live_subscription.exists(),
         )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    await notify.wake(session)
+    return True
+
+
+async def retry_now(session: AsyncSession, delivery_id: str) -> bool:
+    """A pending delivery waiting for its next retry is due now (its schedule goes on from
+    where it is); False when it is not waiting (finished, cancelled, or being sent)."""
+    now = utcnow()
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.status == PENDING,
+            or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
+        )
+        .values(next_attempt_at=now, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
