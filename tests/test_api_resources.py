@@ -58,6 +58,22 @@ def test_users_tokens_and_me(lab: Lab, anonymous: Api) -> None:
     assert lab.admin.delete(f"/users/{lab.admin_id}").status_code == 409
 
 
+def test_an_organisation_keeps_at_least_one_administrator(lab: Lab) -> None:
+    only = lab.admin.patch(f"/users/{lab.admin_id}", {"role": "member"})
+    assert only.status_code == 409 and "role" in problem_fields(only)
+    assert "only administrator" in only.json()["detail"]
+    removal = lab.server_admin.delete(f"/users/{lab.admin_id}")
+    assert removal.status_code == 409 and "only administrator" in removal.json()["detail"]
+    assert lab.admin.ok("GET", "/me")["role"] == "admin"
+
+    # with a second administrator, the first may step down, and then the second is the last
+    second, second_id = lab.add_member("admin")
+    assert lab.admin.ok("PATCH", f"/users/{lab.admin_id}", {"role": "member"})["role"] == "member"
+    assert second.patch(f"/users/{second_id}", {"role": "member"}).status_code == 409
+    lab.server_admin.ok("PATCH", f"/users/{lab.admin_id}", {"role": "admin"})
+    assert lab.server_admin.delete(f"/users/{second_id}").status_code == 204
+
+
 def test_server_admin_must_name_an_existing_organisation_for_users(server_admin: Api) -> None:
     body = {"email": f"{unique('u')}@x.example", "name": "U", "password": PASSWORD}
     missing = server_admin.post("/users", body)

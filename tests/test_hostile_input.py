@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from labhooks.serving import HEAD_BYTES_LIMIT
 from labhooks.settings import Settings
 from tests.api import Api, Lab, problem_fields, subscription_body
 from tests.delivery_helpers import Wired, query, wire
@@ -296,3 +297,29 @@ def test_a_request_head_far_over_the_limit_is_refused_before_it_is_read_whole(
         answer = connection.recv(4096)
     assert answer.startswith(b"HTTP/1.1 431")
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_a_large_body_arriving_with_its_head_in_one_read_is_not_taken_for_a_large_head(
+    lab: Lab, server: LiveServer
+) -> None:
+    """A client that writes head and body at once: only the head counts towards the 431 (both
+    are under their limits here, and together over the head's)."""
+    body = json.dumps({"name": "x" * (server.settings.max_body_bytes - 100)}).encode()
+    padding = "".join(f"X-Padding-{i}: {'p' * 15_000}\r\n" for i in range(4))  # 60 KB
+    head = (
+        f"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {lab.admin.token}\r\n"
+        f"{padding}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    assert len(head) < HEAD_BYTES_LIMIT < len(head) + len(body)
+    with socket.create_connection(("127.0.0.1", server.port)) as connection:
+        connection.sendall(head.encode() + body)
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 422"), answer[:200]
+    assert b'"name"' in answer

@@ -26,6 +26,7 @@ HEAD_BYTES_LIMIT = MAX_HEADERS_BYTES + 32 * 1024
 class BoundedHeadersProtocol(HttpToolsProtocol):
     _in_head = True
     _head_bytes = 0
+    _completed = 0  # messages completed on this connection
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -37,15 +38,20 @@ class BoundedHeadersProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._completed += 1
         self._in_head, self._head_bytes = True, 0  # what comes next is the next request's head
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
+        # Counted after parsing: a read holding the head and the start of a body (one read may
+        # be 256 KiB) must count only when the head is still unfinished at its end. A read in
+        # which a pipelined request ended is not counted (where the next head began in it is
+        # unknown), so the bound is HEAD_BYTES_LIMIT plus at most two reads, never a false 431.
+        completed = self._completed
+        super().data_received(data)
+        if self._in_head and completed == self._completed and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > HEAD_BYTES_LIMIT:
                 self._refuse()
-                return
-        super().data_received(data)
 
     def _refuse(self) -> None:
         detail = f"The request's head is larger than {HEAD_BYTES_LIMIT} bytes."

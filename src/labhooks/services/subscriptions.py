@@ -66,7 +66,9 @@ class SubscriptionCreate(Input):
 
     target_url: str = Field(max_length=4096)
     headers: list[HeaderIn] = Field(default_factory=list, max_length=100)
-    channels: list[ChannelSelectionIn] = Field(min_length=1, max_length=1000)
+    channels: list[ChannelSelectionIn] = Field(
+        max_length=1000, description="At least one channel with at least one event"
+    )
     active: bool = True
     description: str | None = Field(None, max_length=2000)
     ordered: bool = False
@@ -84,7 +86,7 @@ class SubscriptionUpdate(Input):
 
     target_url: str | None = Field(None, max_length=4096)
     headers: list[HeaderIn] | None = Field(None, max_length=100)
-    channels: list[ChannelSelectionIn] | None = Field(None, min_length=1, max_length=1000)
+    channels: list[ChannelSelectionIn] | None = Field(None, max_length=1000)
     active: bool | None = None
     description: str | None = Field(None, max_length=2000)
     ordered: bool | None = None
@@ -351,6 +353,12 @@ class SubscriptionService:
             resolved_headers = self._resolve_headers(headers, stored_headers, errors)
         selections = None
         if channels is not None:
+            # Checked here rather than by the model, so that an empty selection is reported
+            # together with the other fields' errors.
+            if not channels:
+                errors.append(
+                    FieldError("channels", "Choose at least one channel and at least one event.")
+                )
             selections = await self._check_channels(db, owner, actor, channels, errors)
         if errors:
             raise InvalidInput(errors)

@@ -44,9 +44,10 @@ async def delivery_warning(url: str, policy: AddressPolicy) -> str | None:
         addresses = {ipaddress.ip_address(info[4][0]) for info in found}
     refusals = [policy.refusal(address) for address in addresses]
     if addresses and all(refusals):
+        # The refusal names the setting; a server administrator, not the user, changes it.
         return (
-            f"Deliveries to {target.host} would be refused as things stand ({refusals[0]}). "
-            "A server administrator can allow its network with LABHOOKS_ALLOWED_NETWORKS."
+            f"Deliveries to {target.host} would be refused as things stand: {refusals[0]} "
+            "(a server setting)."
         )
     return None
 

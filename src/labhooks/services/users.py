@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from pydantic import Field, field_validator
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import (
@@ -23,9 +23,10 @@ from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.sessions import end_sessions_of
 from labhooks.services.subscriptions import delete_subscriptions, owned_by
 from labhooks.services.tokens import check_password
-from labhooks.storage.models import ApiToken, User
+from labhooks.storage.models import ApiToken, Organization, User
 
 MIN_PASSWORD_LENGTH = 8
+DEMOTED = "made a member"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -128,6 +129,8 @@ async def update_user(
     if data.role is not None and data.role.value != user.role:
         if not may_administer or user.is_server_admin:
             raise PermissionDenied("Only an organisation administrator may change roles.")
+        if user.role == Role.ADMIN:
+            await _keep_an_administrator(db, user, DEMOTED)
         user.role = data.role.value
     if data.name is not None:
         user.name = data.name.strip()
@@ -140,6 +143,31 @@ async def update_user(
         await end_sessions_of(db, user.id)
     await db.commit()
     return user
+
+
+async def _keep_an_administrator(db: AsyncSession, user: User, change: str) -> None:
+    """An organisation keeps at least one administrator: without one nobody could register
+    target URLs, manage devices or add users until a server administrator stepped in."""
+    # The organisation's row is locked so that two administrators demoting each other at the
+    # same moment cannot both pass (PostgreSQL; SQLite has one writer at a time anyway).
+    await db.scalar(
+        select(Organization.id).where(Organization.id == user.organization_id).with_for_update()
+    )
+    others = await db.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.organization_id == user.organization_id,
+            User.role == Role.ADMIN.value,
+            User.id != user.id,
+        )
+    )
+    if not others:
+        raise Conflict(
+            f"{user.name} is the organisation's only administrator and cannot be {change}; "
+            "make another user an administrator first.",
+            field="role" if change == DEMOTED else None,
+        )
 
 
 async def _check_current_password(
@@ -161,6 +189,8 @@ async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:
         raise PermissionDenied("Only an organisation administrator may delete users.")
     if user.id == actor.user_id:
         raise Conflict("You cannot delete your own account.")
+    if user.role == Role.ADMIN:
+        await _keep_an_administrator(db, user, "deleted")
     await delete_subscriptions(db, await owned_by(db, user.id))
     await db.execute(delete(User).where(User.id == user.id))
     await db.commit()
