@@ -117,6 +117,11 @@ class Lab:
     def register(self, url: str) -> dict[str, Any]:
         return dict(self.admin.ok("POST", "/target-urls", {"url": url}, 201))
 
+    def gateway_token(self) -> str:
+        """A publish-only token of the lab's administrator, as a device gateway holds."""
+        login = {"email": f"admin@{self.name}.example", "password": PASSWORD, "scope": "publish"}
+        return str(self.admin.as_(None).ok("POST", "/tokens", login, 201)["token"])
+
     def grant(self, user_id: str, channel_id: str) -> dict[str, Any]:
         body = {"user_id": user_id, "channel_id": channel_id}
         return dict(self.admin.ok("POST", "/channel-grants", body, 201))

@@ -26,6 +26,7 @@ BY_MODULE = {
     "test_worker_processes": "processes",
     "test_database_outage": "processes",
     "test_mqtt_processes": "processes",
+    "test_opcua_processes": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
     "test_load": "load",
@@ -43,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def skip_or_fail(reason: str) -> None:
     """Skips a test that needs what this machine lacks; in CI, fails it."""
     if live.REQUIRE_POSTGRES:
-        pytest.fail(f"{reason} (LABHOOKS_REQUIRE_POSTGRES=1 makes this a failure)")
+        pytest.fail(f"{reason} (LABHOOKS_REQUIRE_POSTGRES=1, set by CI, makes this a failure)")
     pytest.skip(reason)
 
 

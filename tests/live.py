@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,15 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 # CI sets this so that a missing PostgreSQL fails the run instead of skipping its tests.
 REQUIRE_POSTGRES = os.environ.get("LABHOOKS_REQUIRE_POSTGRES") == "1"
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Polls `check` until it holds: for what another thread or process makes happen."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ import paho.mqtt.client as paho
 
 from labhooks.ingestion.mqtt import Broker, MqttBridge
 from labhooks.ingestion.publisher import Publisher
-from tests.api import PASSWORD, Lab
 from tests.conftest import skip_or_fail
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -34,11 +33,6 @@ def broker_reachable() -> str | None:
 
 def fresh_prefix() -> str:
     return f"lhtest-{uuid.uuid4().hex[:10]}"
-
-
-def gateway_token(lab: Lab) -> str:
-    login = {"email": f"admin@{lab.name}.example", "password": PASSWORD, "scope": "publish"}
-    return str(lab.admin.as_(None).ok("POST", "/tokens", login, 201)["token"])
 
 
 class Gateway:

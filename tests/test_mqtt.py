@@ -17,7 +17,7 @@ from tests.api import Lab, new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import Wired, wire
 from tests.live import LiveServer, fresh_database
-from tests.mqtt_helpers import bridge_running, fresh_prefix, gateway, gateway_token
+from tests.mqtt_helpers import bridge_running, fresh_prefix, gateway
 from tests.receiver import Receiver
 
 
@@ -62,7 +62,10 @@ def test_a_thousand_messages_become_a_thousand_signed_deliveries(
     wired.subscribe(wired.receiver.script(path))
     prefix = fresh_prefix()
     topic = f"{prefix}/{wired.device['id']}/weight/data_point.created"
-    with gateway() as lab_gateway, bridge_running(server.url, gateway_token(lab), prefix) as bridge:
+    with (
+        gateway() as lab_gateway,
+        bridge_running(server.url, lab.gateway_token(), prefix) as bridge,
+    ):
         for value in range(1000):
             lab_gateway.send(topic, {"data": {"value": value, "unit": "g"}})
         received = wired.receiver.wait_for(path, 1000, timeout=120)
@@ -91,7 +94,7 @@ def test_what_cannot_become_an_event_is_dead_lettered_with_its_reason(
     with gateway() as lab_gateway:
         lab_gateway.send(good, {"data": {"value": -1}}, retain=True)  # before: a snapshot
         lab_gateway.watch(f"{prefix}/_dead/#")
-        with bridge_running(server.url, gateway_token(lab), prefix) as bridge:
+        with bridge_running(server.url, lab.gateway_token(), prefix) as bridge:
             for topic, payload, _ in cases:
                 lab_gateway.send(topic, payload)
             lab_gateway.send(good, {"data": {"value": 42, "unit": "g"}})  # and one good one
@@ -125,7 +128,7 @@ def test_labhooks_away_for_a_while_loses_none_of_the_messages(
             wired = wire(lab, receiver)
             path = wired.path()
             wired.subscribe(wired.receiver.script(path))
-            token = gateway_token(lab)
+            token = lab.gateway_token()
         prefix = fresh_prefix()
         topic = f"{prefix}/{wired.device['id']}/weight/data_point.created"
         with gateway() as lab_gateway, bridge_running(first.url, token, prefix) as bridge:

@@ -18,7 +18,7 @@ from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import wire
 from tests.live import LiveServer, fresh_database
-from tests.mqtt_helpers import BROKER, fresh_prefix, gateway, gateway_token
+from tests.mqtt_helpers import BROKER, fresh_prefix, gateway
 from tests.receiver import Receiver
 
 MESSAGES = 300
@@ -71,7 +71,7 @@ def test_a_bridge_killed_mid_stream_loses_nothing_and_duplicates_nothing(
             wired = wire(lab, receiver)
             path = wired.path()
             wired.subscribe(wired.receiver.script(path))
-            token, prefix = gateway_token(lab), fresh_prefix()
+            token, prefix = lab.gateway_token(), fresh_prefix()
             topic = f"{prefix}/{wired.device['id']}/weight/data_point.created"
             log = tmp_path / "bridge.log"
             with gateway() as lab_gateway:

@@ -13,8 +13,8 @@ from standardwebhooks.webhooks import Webhook
 from labhooks.ingestion import simulator
 from labhooks.ingestion.mqtt import Broker
 from tests.api import Lab, unique
-from tests.live import LiveServer
-from tests.mqtt_helpers import BROKER, bridge_running, fresh_prefix, gateway, gateway_token
+from tests.live import LiveServer, wait_until
+from tests.mqtt_helpers import BROKER, bridge_running, fresh_prefix, gateway
 from tests.receiver import Receiver
 
 
@@ -82,10 +82,11 @@ def test_simulated_readings_through_mqtt_and_the_bridge_arrive_signed(
             await run.run(asyncio.Event(), limit=60)
             return run.sent
 
-    with gateway(), bridge_running(server.url, gateway_token(lab), prefix) as bridge:
+    with gateway(), bridge_running(server.url, lab.gateway_token(), prefix) as bridge:
         sent = asyncio.run(simulate())
         weights = counted[balance["id"]]
         received = receiver.wait_for(path, weights, timeout=30)
+        wait_until(lambda: bridge.counts["published"] >= sent, "the bridge to publish all")
     assert sent == 60 and 0 < weights < sent  # the balance's readings among the others
     assert bridge.counts["published"] == sent and bridge.counts["dead_lettered"] == 0
     assert len(received) == weights

@@ -8,9 +8,9 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import httpx
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -291,7 +291,8 @@ def mqtt_bridge(
 ) -> None:
     """Turn MQTT messages on {prefix}/{device_id}/{channel_key}/{event_type} into events
     (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
-    from labhooks.ingestion.mqtt import Broker, MqttBridge, counts_line
+    from labhooks.ingestion.logs import counts_line
+    from labhooks.ingestion.mqtt import Broker, MqttBridge
     from labhooks.ingestion.publisher import Publisher, TokenRefused
 
     try:
@@ -314,41 +315,101 @@ def mqtt_bridge(
         raise _fail(f"labhooks refused the token: {exc}") from None
 
 
+@app.command("opcua-bridge")
+def opcua_bridge(
+    token: Token,
+    config: Annotated[
+        Path,
+        typer.Option(help="TOML: the endpoints, LADS discovery, node mappings (docs/devices.md)"),
+    ],
+    url: ApiUrl = "http://127.0.0.1:8000",
+) -> None:
+    """Turn changes on OPC UA servers (LADS devices, mapped nodes) into events
+    (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
+    from labhooks.ingestion.opcua import OpcUaBridge
+    from labhooks.ingestion.opcua_config import ConfigError, load_config
+    from labhooks.ingestion.publisher import TokenRefused
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    _logging()
+
+    async def bridge(stop: asyncio.Event) -> None:
+        await OpcUaBridge(loaded, f"{url.rstrip('/')}/api/v1", token).run(stop)
+
+    try:
+        _until_stopped(bridge)
+    except TokenRefused as exc:
+        raise _fail(f"labhooks refused the token: {exc}") from None
+
+
+SIMULATION_ROUTES = ("http", "mqtt", "opcua")
+
+
 @app.command()
 def simulate(
     token: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="LABHOOKS_TOKEN",
-            help="An organisation administrator's token: it makes the simulated devices if "
-            "they are missing",
+            help="With --via http or mqtt: an organisation administrator's token (it makes the "
+            "simulated devices if they are missing)",
         ),
-    ],
+    ] = None,
     url: ApiUrl = "http://127.0.0.1:8000",
-    via: Annotated[str, typer.Option(help="http (the API) or mqtt (to a broker)")] = "http",
+    via: Annotated[
+        str,
+        typer.Option(
+            help="http (the API), mqtt (to a broker, for mqtt-bridge) or opcua (a LADS server, "
+            "for opcua-bridge)"
+        ),
+    ] = "http",
     broker: Annotated[str, typer.Option(help="With --via mqtt")] = "mqtt://127.0.0.1:1883",
     prefix: Annotated[str, typer.Option(help="With --via mqtt: first topic level")] = "labhooks",
+    opcua_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="With --via opcua: the server's port")
+    ] = 4840,
+    opcua_host: Annotated[
+        str, typer.Option(help="With --via opcua: the address it listens on")
+    ] = "127.0.0.1",
     rate: Annotated[float, typer.Option(min=0.01, help="Readings per second, in all")] = 2.0,
     count: Annotated[int | None, typer.Option(help="Stop after this many readings")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same readings")] = 1,
 ) -> None:
     """Simulated lab devices (a balance, a pH meter, an incubator, an HPLC, a barcode scanner)
-    publishing through the API, or through MQTT into `labhooks mqtt-bridge`."""
+    publishing through the API, through MQTT into `labhooks mqtt-bridge`, or on a LADS OPC UA
+    server for `labhooks opcua-bridge`."""
+    from aiomqtt import MqttError
+
     from labhooks.ingestion import simulator
+    from labhooks.ingestion.lads_server import LadsServer
     from labhooks.ingestion.mqtt import Broker
     from labhooks.ingestion.publisher import Publisher, TokenRefused
 
-    if via not in ("http", "mqtt"):
-        raise _fail(f"--via must be http or mqtt, not {via!r}")
+    if via not in SIMULATION_ROUTES:
+        raise _fail(f"--via must be one of {', '.join(SIMULATION_ROUTES)}, not {via!r}")
+    if via != "opcua" and not token:
+        raise _fail(f"--via {via} needs --token (or LABHOOKS_TOKEN)")
     api = f"{url.rstrip('/')}/api/v1"
     models = simulator.lab(seed)
     _logging()
 
     async def run(stop: asyncio.Event) -> None:
+        if via == "opcua":  # the bridge makes the devices; the server knows them by name
+            async with LadsServer() as server:
+                sink: simulator.Sink = simulator.LadsSink(server, models)
+                served = await server.start(opcua_port, host=opcua_host)
+                logging.getLogger("labhooks.simulator").info("serving %s", served)
+                names = {m.name: m.name for m in models}
+                await simulator.Simulation(models, names, sink, rate).run(stop, count)
+            return
+        assert token is not None
         device_ids = await simulator.ensure_devices(api, token, models)
         if via == "http":
             async with Publisher(api, token) as publisher:
-                sink: simulator.Sink = simulator.ApiSink(publisher)
+                sink = simulator.ApiSink(publisher)
                 await simulator.Simulation(models, device_ids, sink, rate).run(stop, count)
             return
         async with Broker.parse(broker).client(f"labhooks-simulator-{seed}") as client:
@@ -359,10 +420,12 @@ def simulate(
         _until_stopped(run)
     except TokenRefused as exc:
         raise _fail(f"labhooks refused the token: {exc}") from None
-    except httpx.HTTPStatusError as exc:
-        raise _fail(f"labhooks refused to set up the devices: {exc.response.text[:300]}") from None
-    except (httpx.TransportError, OSError) as exc:
-        raise _fail(f"cannot reach {url}: {exc}") from None
+    except simulator.DevicesNotSetUp as exc:
+        raise _fail(str(exc)) from None
+    except MqttError as exc:
+        raise _fail(f"cannot reach the broker {broker}: {exc}") from None
+    except OSError as exc:  # the OPC UA port is taken, say
+        raise _fail(f"cannot serve OPC UA on {opcua_host}:{opcua_port}: {exc}") from None
 
 
 def _logging() -> None:

@@ -260,7 +260,3 @@ def _bytes(payload: Any) -> bytes:
 
 def _b64(payload: bytes) -> str:
     return base64.b64encode(payload).decode()
-
-
-def counts_line(counts: Counter[str]) -> str:
-    return ", ".join(f"{name} {number}" for name, number in sorted(counts.items())) or "nothing yet"

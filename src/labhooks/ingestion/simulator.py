@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiomqtt
-import httpx
 
+from labhooks.ingestion.directory import ChannelSpec, DeviceSpec, Directory
+from labhooks.ingestion.lads_server import LadsServer
+from labhooks.ingestion.opcua import channel_key
 from labhooks.ingestion.publisher import Publisher
 
 
@@ -31,14 +33,6 @@ class Reading:
     channel: str
     event_type: str
     data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ChannelSpec:
-    key: str
-    name: str
-    unit: str | None
-    events: tuple[str, ...] = ("data_point.created",)
 
 
 class Model(Protocol):
@@ -226,38 +220,26 @@ class Simulation:
                     yield model, reading
 
 
+class DevicesNotSetUp(Exception):
+    """labhooks would not find or make a simulated device (the token may not, say)."""
+
+
 async def ensure_devices(api_url: str, token: str, models: Sequence[Model]) -> dict[str, str]:
     """The labhooks device of each model, by name, made with its channels when missing
-    (which takes an organisation administrator's token). Returns name → device id."""
+    (which takes an organisation administrator's token). Returns name → device id. Waits while
+    labhooks cannot answer, as the bridges do."""
     found: dict[str, str] = {}
-    async with httpx.AsyncClient(
-        base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as api:
+    async with Directory(api_url, token, manage=True, backoff_s=[1.0, 2.0, 5.0]) as directory:
         for model in models:
-            listed = await api.get("/devices", params={"q": model.name, "limit": 200})
-            listed.raise_for_status()
-            same = [d for d in listed.json()["items"] if d["name"] == model.name]
-            if same:
-                found[model.name] = same[0]["id"]
-                continue
-            created = await api.post(
-                "/devices",
-                json={
-                    "name": model.name,
-                    "model": model.model,
-                    "channels": [
-                        {
-                            "key": c.key,
-                            "name": c.name,
-                            "unit": c.unit,
-                            "trigger_events": list(c.events),
-                        }
-                        for c in model.channels
-                    ],
-                },
+            device_id = await directory.device_id(
+                DeviceSpec(model.name, model.model, model.channels)
             )
-            created.raise_for_status()
-            found[model.name] = created.json()["id"]
+            if device_id is None:
+                raise DevicesNotSetUp(
+                    f"labhooks did not find or make the device {model.name!r} (see the log "
+                    "above); the token must be an organisation administrator's"
+                )
+            found[model.name] = device_id
     return found
 
 
@@ -289,3 +271,36 @@ class MqttSink:
         topic = f"{self.prefix}/{device_id}/{reading.channel}/{reading.event_type}"
         body = {"data": reading.data, "occurred_at": at.isoformat()}
         await self.client.publish(topic, json.dumps(body), qos=1)
+
+
+class LadsSink:
+    """Readings shown on a LADS-shaped OPC UA server (ingestion.lads_server), one LADS device
+    per model, for `labhooks opcua-bridge` to turn into events. A sensor function is named
+    after its channel, so the bridge gives it the channel's key; runs are the device's
+    programs (channel `program` on the bridge's side)."""
+
+    def __init__(self, server: LadsServer, models: Sequence[Model]) -> None:
+        self.server = server
+        self._functions: dict[tuple[str, str], str] = {}
+        for model in models:
+            sensors: list[tuple[str, str | None, Any]] = []
+            for channel in model.channels:
+                if set(channel.events) & {"run.started", "run.completed"}:
+                    continue
+                function = channel.name if channel_key(channel.name) == channel.key else channel.key
+                self._functions[(model.name, channel.key)] = function
+                sensors.append((function, channel.unit, 0.0 if channel.unit else ""))
+            programs = any("run.started" in c.events for c in model.channels)
+            server.add_device(model.name, model.model, sensors, programs=programs)
+
+    async def send(self, device: str, reading: Reading, at: datetime) -> None:
+        """`device` is the model's name: the LADS server's devices go by name."""
+        data = reading.data
+        if reading.event_type == "run.started":
+            await self.server.start_program(device, data["run_id"], data["program"])
+        elif reading.event_type == "run.completed":
+            summary = f"{data['program']}: {data['outcome']}"
+            await self.server.finish_program(device, data["outcome"], summary)
+        else:
+            function = self._functions[(device, reading.channel)]
+            await self.server.set_value(device, function, data["value"])
