@@ -72,7 +72,7 @@ class Attempt:
 
     @property
     def succeeded(self) -> bool:
-        return self.response_status is not None and 200 <= self.response_status < 300
+        return succeeded(self.response_status, self.error)
 
     def header(self, name: str) -> str | None:
         """A response header, by case-insensitive name."""
@@ -92,6 +92,12 @@ class Attempt:
         )
 
 
+def succeeded(response_status: int | None, error: str | None) -> bool:
+    """An attempt succeeded when the target answered 2xx and nothing went wrong after (an
+    answer that could not be stored, say): the rule decide() and the delivery log share."""
+    return error is None and response_status is not None and 200 <= response_status < 300
+
+
 ATTEMPT_COLUMNS = tuple(field.name for field in fields(Attempt))
 
 
@@ -104,7 +110,7 @@ def decide(
 ) -> Decision:
     """The one place an attempt's outcome becomes the delivery's next step. An attempt with an
     error is a failure whatever its status (an answer that could not be stored, say)."""
-    if attempt.succeeded and attempt.error is None:
+    if attempt.succeeded:
         return Decision(Verdict.SUCCEEDED)
     if attempt.response_status == 410:
         reason = f"The target answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC."

@@ -1,4 +1,5 @@
-"""The delivery log, and the actions on it: resend, replay, test event."""
+"""Deliveries one at a time, and the actions on them: resend, replay, the test event. The log
+as people read it (its lines, filters and search) is services.delivery_log."""
 
 from __future__ import annotations
 
@@ -86,19 +87,6 @@ async def list_deliveries(
     return await fetch_page(db, statement, Delivery.id, page)
 
 
-async def recent_deliveries(
-    db: AsyncSession,
-    actor: Actor,
-    subscriptions: SubscriptionService,
-    subscription_id: str,
-    status: str | None,
-    page: PageRequest,
-) -> Page[Delivery]:
-    """The newest deliveries of a subscription first: the delivery log as people read it."""
-    statement = await _of_subscription(db, actor, subscriptions, subscription_id, status)
-    return await fetch_page(db, statement, Delivery.id, page, descending=True)
-
-
 async def get_delivery(
     db: AsyncSession, actor: Actor, delivery_id: str
 ) -> tuple[Delivery, list[DeliveryAttempt], Event]:
@@ -136,6 +124,18 @@ async def resend(db: AsyncSession, actor: Actor, delivery_id: str) -> Delivery:
         raise Conflict("This delivery was cancelled with its subscription.")
     if not await queue.requeue(db, delivery_id):
         raise Conflict("This delivery's subscription was deleted; nothing more is sent to it.")
+    await db.commit()
+    await db.refresh(delivery)
+    return delivery
+
+
+async def retry_now(db: AsyncSession, actor: Actor, delivery_id: str) -> Delivery:
+    """A delivery waiting for its next retry goes out now; same webhook-id."""
+    delivery, _, _ = await get_delivery(db, actor, delivery_id)
+    if delivery.status != DeliveryStatus.PENDING:
+        raise Conflict(f"This delivery is {delivery.status}: only a pending one waits to retry.")
+    if not await queue.retry_now(db, delivery_id):
+        raise Conflict("This delivery is being sent right now.")
     await db.commit()
     await db.refresh(delivery)
     return delivery
@@ -257,31 +257,3 @@ async def latest_by_subscription(
     )
     rows = await db.scalars(select(Delivery).where(Delivery.id.in_(newest)))
     return {d.subscription_id: d for d in rows}
-
-
-async def attempts_of(
-    db: AsyncSession, delivery_ids: list[str]
-) -> dict[str, list[DeliveryAttempt]]:
-    """The attempts of each listed delivery, in order: one query for a page of the log."""
-    result: dict[str, list[DeliveryAttempt]] = {i: [] for i in delivery_ids}
-    if delivery_ids:
-        rows = await db.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.delivery_id.in_(delivery_ids))
-            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number, DeliveryAttempt.id)
-        )
-        for attempt in rows:
-            result[attempt.delivery_id].append(attempt)
-    return result
-
-
-async def bodies_of(db: AsyncSession, delivery_ids: list[str]) -> dict[str, str]:
-    """The body each listed delivery sends (its event's payload)."""
-    if not delivery_ids:
-        return {}
-    rows = await db.execute(
-        select(Delivery.id, Event.payload)
-        .join(Event, Event.id == Delivery.event_id)
-        .where(Delivery.id.in_(delivery_ids))
-    )
-    return {delivery_id: payload for delivery_id, payload in rows}

@@ -1,5 +1,6 @@
 """Server Administration (organisations, the webhook switch) and the organisation page
-(registered target URLs, users and roles, channel access, devices)."""
+(registered target URLs, users and roles, channel access, devices; a device's own page is in
+devices.py)."""
 
 from __future__ import annotations
 
@@ -11,34 +12,45 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from labhooks.dependencies import DbSession, State
-from labhooks.domain.catalogue import EVENT_TYPES
-from labhooks.domain.errors import (
-    Conflict,
-    InvalidInput,
-    PermissionDenied,
-    field_errors_from_pydantic,
-)
-from labhooks.domain.people import Actor
+from labhooks.domain.errors import Conflict, InvalidInput, PermissionDenied
+from labhooks.domain.people import Actor, Role
 from labhooks.services import devices, organizations, target_urls, users
 from labhooks.services.pages import every_item
 from labhooks.web.auth import CsrfChecked, WebActor
+from labhooks.web.devices import EVENT_NAMES, DeviceForm, refusal
+from labhooks.web.forms import field_errors, sentence
 from labhooks.web.paging import Listing, ListPage, back, listing, showing
 from labhooks.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False)
 ORGANIZATION = "/organization"
 T = TypeVar("T")
+ROLES = [Role.MEMBER.value, Role.ADMIN.value]  # "Add user" proposes the first
+_LABELS = {
+    "url": "The URL",
+    "description": "The description",
+    "name": "The name",
+    "email": "This",  # its messages say what is wrong with it: "This is not an e-mail address"
+    "password": "The password",
+    "role": "The role",
+    "organization_id": "The organisation",
+    "user_id": "The user",
+    "channel_id": "The channel",
+}
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput(field_errors_from_pydantic(exc.errors())) from None
+        raise InvalidInput(field_errors(exc)) from None
 
 
 def _errors(exc: InvalidInput | Conflict) -> dict[str, str]:
-    found = {e.field.split(".")[0]: e.message for e in exc.errors}
+    found: dict[str, str] = {}
+    for error in exc.errors:
+        name = error.field.split(".")[0]
+        found.setdefault(name, sentence(_LABELS.get(name, "This"), error.message))
     return found or {"form": exc.detail}
 
 
@@ -58,6 +70,7 @@ async def _admin_page(
         title="Server Administration",
         organizations=await listing(request, "/admin", "after", list_page),
         choices=choices,
+        roles=ROLES,
         **form,
     )
 
@@ -117,7 +130,12 @@ async def add_user_anywhere(
 
 
 async def _organization_page(
-    request: Request, db: DbSession, actor: Actor, status_code: int = 200, **form: Any
+    request: Request,
+    db: DbSession,
+    actor: Actor,
+    status_code: int = 200,
+    device_form: DeviceForm | None = None,
+    **form: Any,
 ) -> Response:
     organization_id = actor.require_org_admin()
     organization = await organizations.load_organization(db, organization_id)
@@ -137,7 +155,9 @@ async def _organization_page(
         devices=await _list(request, "devices", partial(devices.list_devices, db, actor)),
         members=sorted(members, key=lambda u: (u.name.lower(), u.email)),
         channels=sorted(channels, key=lambda c: (c.device.name.lower(), c.name.lower())),
-        event_types=list(EVENT_TYPES),
+        roles=ROLES,
+        device_form=device_form or DeviceForm.blank_form(),
+        event_types=EVENT_NAMES,
         **form,
     )
 
@@ -168,7 +188,9 @@ async def organization(request: Request, db: DbSession, actor: WebActor) -> Resp
 
 
 @router.post("/organization/target-urls", dependencies=[CsrfChecked])
-async def add_target_url(request: Request, db: DbSession, actor: WebActor) -> Response:
+async def add_target_url(
+    request: Request, state: State, db: DbSession, actor: WebActor
+) -> Response:
     form = dict(await request.form())
     data = {"url": form.get("url", ""), "description": form.get("description") or None}
     try:
@@ -181,7 +203,8 @@ async def add_target_url(request: Request, db: DbSession, actor: WebActor) -> Re
         )
     list_page = partial(target_urls.list_target_urls, db, actor)
     target = await _added(request, "urls", created, list_page)
-    return redirect(request, target, f"{created.url} registered.")
+    warning = await target_urls.delivery_warning(created.url, state.policy)
+    return redirect(request, target, f"{created.url} registered.", warning)
 
 
 @router.post("/organization/target-urls/{target_url_id}/delete", dependencies=[CsrfChecked])
@@ -229,37 +252,44 @@ async def remove_grant(request: Request, db: DbSession, actor: WebActor, grant_i
     return redirect(request, back(request, ORGANIZATION), "Channel access removed.")
 
 
+@router.post("/organization/users/{user_id}/role", dependencies=[CsrfChecked])
+async def change_role(
+    request: Request, state: State, db: DbSession, actor: WebActor, user_id: str
+) -> Response:
+    page = back(request, ORGANIZATION)
+    if user_id == actor.user_id:  # stepping down would take this page away mid-click
+        return redirect(
+            request, page, warning="You cannot change your own role; another administrator can."
+        )
+    role = str((await request.form()).get("role", ""))
+    try:
+        data = _validated(users.UserUpdate, {"role": role})
+        user = await users.update_user(db, actor, user_id, data, state.passwords)
+    except (InvalidInput, Conflict, PermissionDenied) as exc:
+        why = next(iter(_errors(exc).values())) if isinstance(exc, InvalidInput) else exc.detail
+        return redirect(request, page, warning=why)
+    return redirect(request, page, f"{user.name} is now {user.role}.")
+
+
+@router.post("/organization/users/{user_id}/delete", dependencies=[CsrfChecked])
+async def remove_user(request: Request, db: DbSession, actor: WebActor, user_id: str) -> Response:
+    page = back(request, ORGANIZATION)
+    user = await users.load_user(db, actor, user_id)
+    name = user.name
+    try:
+        await users.delete_user(db, actor, user_id)
+    except (Conflict, PermissionDenied) as exc:
+        return redirect(request, page, warning=exc.detail)
+    return redirect(request, page, f"User {name} removed.")
+
+
 @router.post("/organization/devices", dependencies=[CsrfChecked])
 async def add_device(request: Request, db: DbSession, actor: WebActor) -> Response:
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items()}
-    data = {
-        "name": values.get("name", ""),
-        "model": values.get("model") or None,
-        "channels": [
-            {
-                "key": values.get("channel_key", ""),
-                "name": values.get("channel_name", ""),
-                "unit": values.get("channel_unit") or None,
-                "trigger_events": [str(e) for e in form.getlist("trigger_events")],
-            }
-        ],
-    }
+    form = DeviceForm.parse(await request.form())
     try:
-        created = await devices.create_device(db, actor, _validated(devices.DeviceCreate, data))
+        created = await devices.create_device(db, actor, form.validated(devices.DeviceCreate))
     except (InvalidInput, Conflict) as exc:
-        errors: dict[str, str] = {}
-        for error in getattr(exc, "errors", []):
-            parts = error.field.split(".")
-            key = f"channel_{parts[2]}" if parts[0] == "channels" and len(parts) > 2 else parts[0]
-            errors.setdefault(key, error.message)
-        return await _organization_page(
-            request,
-            db,
-            actor,
-            422,
-            device_errors=errors or {"form": exc.detail},
-            device_values=values,
-        )
+        form.show(refusal(exc))
+        return await _organization_page(request, db, actor, 422, device_form=form)
     target = await _added(request, "devices", created, partial(devices.list_devices, db, actor))
     return redirect(request, target, f"Device {created.name} added.")

@@ -1,7 +1,9 @@
-"""The subscription form: what the browser posts, turned into the service's input, and back."""
+"""The subscription form: what the browser posts, turned into the service's input, and back;
+and the words every form's errors are shown in."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -11,14 +13,59 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from starlette.datastructures import FormData
 
-from labhooks.domain.errors import FieldError, InvalidInput, field_errors_from_pydantic
+from labhooks.domain.errors import FieldError, InvalidInput
 from labhooks.domain.people import Actor
 from labhooks.domain.signing import SignatureScheme
 from labhooks.domain.text import text_problem
 from labhooks.services.devices import accessible_channels
+from labhooks.services.target_urls import parse_field
 from labhooks.storage.models import Channel, WebhookSubscription
 
 Input = TypeVar("Input", bound=BaseModel)
+
+# Messages for what the browser sends that Pydantic refuses, by the field's last name, where
+# Pydantic's own words ("String should match pattern …") would puzzle.
+PLAIN_WORDS = {
+    "key": "may contain only letters, digits, '_', '.' and '-' (no spaces)",
+}
+# A message that goes on from the field's name ("is required") gets the name in front of it.
+_GOES_ON = re.compile(r"(is|are|must|may|has|have|contains|should|lies|names|does) ")
+_STARTS_LOWER = re.compile(r"[a-z]+ ")
+
+
+def sentence(label: str, message: str) -> str:
+    """A service's message as a sentence beside its field: "Target URL must start with…",
+    "Enter a value"; a message starting with a value (a URL, a quoted name) is left as it is."""
+    if _GOES_ON.match(message):
+        return f"{label} {message}"
+    if _STARTS_LOWER.match(message):
+        return message[0].upper() + message[1:]
+    return message
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Pydantic's errors as labhooks' dotted field names and plain words."""
+    found = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        kind, limits = error["type"], error.get("ctx") or {}
+        name = next((p for p in reversed(location) if not p.isdigit()), "")
+        if kind in ("missing", "string_too_short") and limits.get("min_length", 1) == 1:
+            message = "is required"
+        elif kind in ("too_short", "string_pattern_mismatch") and name in PLAIN_WORDS:
+            message = PLAIN_WORDS[name]
+        elif kind == "string_too_short":
+            message = f"must be at least {limits['min_length']} characters long"
+        elif kind == "string_too_long":
+            message = f"is longer than {limits['max_length']} characters"
+        elif kind == "too_long":
+            message = f"may hold at most {limits['max_length']}"
+        elif kind == "enum":
+            message = f"must be {limits['expected']}"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        found.append(FieldError(".".join(location) or "form", message))
+    return found
 
 
 @dataclass
@@ -60,6 +107,17 @@ SCHEMES = {
             "share, but their library must support v1a.",
         ),
     )
+}
+
+
+_LABELS = {
+    "target_url": "The target URL",
+    "description": "The description",
+    "headers": "Headers",
+    "key": "The key",
+    "value": "The value",
+    "channels": "The selection",
+    "signature_scheme": "The signature",
 }
 
 
@@ -138,15 +196,24 @@ class SubscriptionForm:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise InvalidInput(field_errors_from_pydantic(exc.errors())) from None
+            errors = field_errors(exc)
+        # Refused here, the service never sees the target URL: say what it would have said of
+        # it too (an empty one, above all), so every field's error shows at once.
+        if not any(e.field == "target_url" for e in errors):
+            try:
+                parse_field(self.target_url, "target_url")
+            except InvalidInput as bad:
+                errors = bad.errors + errors
+        raise InvalidInput(errors)
 
     def show(self, errors: list[FieldError]) -> None:
-        """Files each error under the form control it belongs to."""
+        """Files each error, in words, under the form control it belongs to."""
         for error in errors:
             parts = error.field.split(".")
             # a header's error goes beside its row (headers.<i>.key / .value), others by field
             key = error.field if parts[0] == "headers" and len(parts) == 3 else parts[0]
-            self.errors.setdefault(key, error.message)
+            label = _LABELS.get(parts[-1] if key != parts[0] else key, "This")
+            self.errors.setdefault(key, sentence(label, error.message))
 
     async def name_selection(self, db: AsyncSession, owner: Actor) -> None:
         """Device and channel names for the selected pairs the owner may access (an id that is

@@ -36,6 +36,7 @@ def render(
             "actor": actor,
             "csrf": csrf_token(request),
             "flash": request.session.pop("flash", None),
+            "warning": request.session.pop("warning", None),
             # forms on paged pages post to their action with this, to come back to the same pages
             "here": f"?{request.url.query}" if request.url.query else "",
             "htmx": HTMX,
@@ -46,10 +47,16 @@ def render(
     )
 
 
-def redirect(request: Request, url: str, flash: str | None = None) -> RedirectResponse:
-    """After a POST: see-other to `url`, with a message shown once on the next page."""
+def redirect(
+    request: Request, url: str, flash: str | None = None, warning: str | None = None
+) -> RedirectResponse:
+    """After a POST: see-other to `url`, with a message shown once on the next page, and a
+    warning beside it when what was done may not work as meant (a target deliveries cannot
+    reach)."""
     if flash:
         request.session["flash"] = flash
+    if warning:
+        request.session["warning"] = warning
     return RedirectResponse(url, status_code=303)
 
 

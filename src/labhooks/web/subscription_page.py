@@ -1,6 +1,7 @@
-"""A subscription's own page: its signature (the scheme, the secret or the public key), its
-delivery log (newest first, a page at a time) and the actions on them: reveal and rotate the
-secret or key, send a test event, resend, replay."""
+"""A subscription's own page: its signature (the scheme, the secret or the public key, and how
+receivers verify), its test event (chosen and shown before it is sent), its delivery log
+(web.delivery_log) and the actions on them: reveal, hide and rotate the secret or key, send the
+test event, replay failed deliveries."""
 
 from __future__ import annotations
 
@@ -12,21 +13,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
-from labhooks.dependencies import DbSession, State
-from labhooks.domain.errors import Conflict, InvalidInput
-from labhooks.domain.outcomes import DeliveryStatus
+from labhooks.dependencies import AppState, DbSession, State
+from labhooks.domain.catalogue import PING
+from labhooks.domain.errors import InvalidInput
 from labhooks.domain.people import Actor
 from labhooks.domain.signing import PUBLIC_KEY_PREFIX, PublicKey
 from labhooks.services import deliveries
 from labhooks.services.subscriptions import public_keys_of
 from labhooks.storage.models import WebhookSubscription, utcnow
+from labhooks.web import delivery_log
 from labhooks.web.auth import CsrfChecked, WebActor
+from labhooks.web.delivery_log import log_view, open_link, pretty
 from labhooks.web.forms import SCHEMES, SchemeChoice, SubscriptionForm, parse_moment
-from labhooks.web.paging import back, listing
-from labhooks.web.rendering import redirect, render
+from labhooks.web.paging import url_with
+from labhooks.web.rendering import is_htmx, redirect, render
 from labhooks.web.subscriptions import OVERVIEW
 
 router = APIRouter(include_in_schema=False)
+router.include_router(delivery_log.router)  # setup.py mounts this module's router
 REPLAY_DEFAULT = timedelta(hours=24)  # the form proposes replaying the last day's failures
 
 
@@ -64,6 +68,50 @@ def signature_of(request: Request, subscription: WebhookSubscription) -> Signatu
     )
 
 
+@dataclass(frozen=True)
+class TestChoice:
+    event_type: str
+    about: str  # what it sends, in words
+
+
+@dataclass(frozen=True)
+class TestEventView:
+    """The Test event card: the choices, the one chosen, and the body it sends (None when the
+    choice is not one)."""
+
+    choices: list[TestChoice]
+    chosen: str
+    body: str | None
+    errors: dict[str, str]
+
+
+async def test_event_view(
+    state: AppState,
+    db: DbSession,
+    actor: Actor,
+    subscription: WebhookSubscription,
+    chosen: str,
+) -> TestEventView:
+    channels: dict[str, str] = {}  # the channel a sample is about: the first that selects its type
+    for s in subscription.selections:
+        channels.setdefault(s.event_type, f"{s.channel.device.name} · {s.channel.name}")
+    choices = [
+        TestChoice(
+            t,
+            "A test event about no device: the URL is reachable and the signature verifies."
+            if t == PING
+            else f'Sample data about {channels[t]}, marked "test": true (a receiver that '
+            "ignores the mark takes it for real).",
+        )
+        for t in deliveries.test_event_choices(subscription)
+    ]
+    try:
+        test = await deliveries.test_event(db, actor, state.subscriptions, subscription.id, chosen)
+    except InvalidInput as exc:
+        return TestEventView(choices, chosen, None, {"event_type": exc.errors[0].message})
+    return TestEventView(choices, test.event_type, pretty(test.payload), {})
+
+
 async def _page(
     request: Request,
     state: State,
@@ -71,31 +119,27 @@ async def _page(
     actor: Actor,
     subscription_id: str,
     status_code: int = 200,
+    test_chosen: str | None = None,
     **replay: Any,
 ) -> Response:
+    """The page; `test_chosen`: the test event asked for, when it came in a form, not the query."""
     subscription = await state.subscriptions.get(db, actor, subscription_id)
-    status = request.query_params.get("status") or None
-    newest_first = partial(
-        deliveries.recent_deliveries, db, actor, state.subscriptions, subscription_id, status
-    )
-    path = f"{OVERVIEW}/{subscription_id}"
-    log = await listing(request, path, "before", newest_first, anchor="deliveries")
-    ids = [d.id for d in log.items]
+    log = await log_view(request, state, db, actor, subscription)
+    chosen = test_chosen or request.query_params.get("test_event") or PING
+    test = await test_event_view(state, db, actor, subscription, chosen)
     proposed = (datetime.now(UTC) - REPLAY_DEFAULT).replace(second=0, microsecond=0)
     return render(
         request,
         "detail.html",
         actor,
-        status_code=status_code,
+        status_code=422 if log.errors and status_code == 200 else status_code,
         title="Webhook Subscription",
         subscription=subscription,
         form=SubscriptionForm.of(subscription),
         signature=signature_of(request, subscription),
         log=log,
-        attempts=await deliveries.attempts_of(db, ids),
-        bodies=await deliveries.bodies_of(db, ids),
-        status=status,
-        statuses=list(DeliveryStatus),
+        open_link=partial(open_link, request, subscription_id),
+        test=test,
         proposed=proposed,
         **replay,
     )
@@ -116,6 +160,17 @@ async def reveal_secret(
     return render(request, "_secret.html", actor, secret=secret, subscription_id=subscription_id)
 
 
+@router.get(f"{OVERVIEW}/{{subscription_id}}/secret")
+async def hide_secret(
+    request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
+) -> Response:
+    """The secret hidden again (htmx); a browser that comes here itself gets the page."""
+    await state.subscriptions.get(db, actor, subscription_id)
+    if not is_htmx(request):
+        return redirect(request, f"{OVERVIEW}/{subscription_id}#signature")
+    return render(request, "_secret_hidden.html", actor, subscription_id=subscription_id)
+
+
 @router.post(f"{OVERVIEW}/{{subscription_id}}/rotate-secret", dependencies=[CsrfChecked])
 async def rotate_secret(
     request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
@@ -130,12 +185,43 @@ async def rotate_secret(
     )
 
 
+@router.get(f"{OVERVIEW}/{{subscription_id}}/test-preview")
+async def preview_test(
+    request: Request,
+    state: State,
+    db: DbSession,
+    actor: WebActor,
+    subscription_id: str,
+    test_event: str = PING,
+) -> Response:
+    """The chosen test event's body and the button that sends it (htmx); a browser that comes
+    here itself gets the page with that choice."""
+    if not is_htmx(request):
+        return redirect(request, url_with(request, f"{OVERVIEW}/{subscription_id}", {}))
+    subscription = await state.subscriptions.get(db, actor, subscription_id)
+    test = await test_event_view(state, db, actor, subscription, test_event)
+    return render(request, "_test_preview.html", actor, test=test, subscription_id=subscription_id)
+
+
 @router.post(f"{OVERVIEW}/{{subscription_id}}/test", dependencies=[CsrfChecked])
 async def send_test(
-    request: Request, state: State, db: DbSession, actor: WebActor, subscription_id: str
+    request: Request,
+    state: State,
+    db: DbSession,
+    actor: WebActor,
+    subscription_id: str,
+    event_type: Annotated[str, Form()] = PING,
 ) -> Response:
-    await deliveries.send_test_event(db, actor, state.subscriptions, subscription_id, None)
-    return redirect(request, f"{OVERVIEW}/{subscription_id}", "Test event sent.")
+    """Sends the test event the page showed; the choice stays chosen on the page it returns to."""
+    try:
+        await deliveries.send_test_event(
+            db, actor, state.subscriptions, subscription_id, event_type
+        )
+    except InvalidInput:
+        return await _page(request, state, db, actor, subscription_id, 422, test_chosen=event_type)
+    chosen = None if event_type == PING else event_type
+    page = url_with(request, f"{OVERVIEW}/{subscription_id}", {"test_event": chosen})
+    return redirect(request, page, "Test event sent.")
 
 
 @router.post(f"{OVERVIEW}/{{subscription_id}}/replay", dependencies=[CsrfChecked])
@@ -165,16 +251,3 @@ async def replay(
         f"{OVERVIEW}/{subscription_id}",
         f"{count} failed {noun} queued again (created since {moment:%Y-%m-%d %H:%M} UTC).",
     )
-
-
-@router.post("/deliveries/{delivery_id}/resend", dependencies=[CsrfChecked])
-async def resend(request: Request, db: DbSession, actor: WebActor, delivery_id: str) -> Response:
-    try:
-        delivery = await deliveries.resend(db, actor, delivery_id)
-    except Conflict as exc:
-        delivery_row, _, _ = await deliveries.get_delivery(db, actor, delivery_id)
-        return redirect(
-            request, back(request, f"{OVERVIEW}/{delivery_row.subscription_id}"), exc.detail
-        )
-    page = back(request, f"{OVERVIEW}/{delivery.subscription_id}")
-    return redirect(request, page, "Delivery queued again.")

@@ -3,6 +3,7 @@ channel dialog."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from functools import partial
 from typing import Annotated
 from urllib.parse import urlencode
@@ -11,14 +12,17 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from labhooks.dependencies import DbSession, State
-from labhooks.domain.errors import Conflict, InvalidInput
+from labhooks.domain.catalogue import EVENT_TYPES
+from labhooks.domain.errors import Conflict, InvalidInput, NotFound
+from labhooks.domain.people import Actor
 from labhooks.services import deliveries
 from labhooks.services.devices import list_accessible_channels
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import PageRequest, every_item
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
-from labhooks.services.target_urls import list_target_urls
-from labhooks.storage.models import Channel, Device
+from labhooks.services.target_urls import delivery_warning, list_target_urls
+from labhooks.services.users import load_user
+from labhooks.storage.models import Channel, Device, User, WebhookSubscription
 from labhooks.web.auth import CsrfChecked, WebActor
 from labhooks.web.forms import SCHEMES, HeaderRow, SubscriptionForm
 from labhooks.web.paging import PAGE_SIZE, back, listing, showing
@@ -27,6 +31,7 @@ from labhooks.web.rendering import is_htmx, redirect, render
 router = APIRouter(include_in_schema=False)
 OVERVIEW = "/webhook-subscriptions"
 HINTED_URLS = 5  # the hint under Target URL names this many; the field suggests every one
+DESCRIPTIONS = {name: event.description for name, event in EVENT_TYPES.items()}
 
 
 @router.get("/")
@@ -51,7 +56,22 @@ async def overview(request: Request, state: State, db: DbSession, actor: WebActo
         organization=organization,
         subscriptions=page,
         latest=latest,
+        owners=await _owners(db, actor, page.items),
     )
+
+
+async def _owners(
+    db: DbSession, actor: Actor, subscriptions: list[WebhookSubscription]
+) -> dict[str, User]:
+    """Who owns each subscription, for administrators, who see everyone's (a member sees only
+    their own). At most a page of distinct users, each loaded once."""
+    owners: dict[str, User] = {}
+    if not actor.is_org_admin:
+        return owners
+    for owner_id in {s.owner_id for s in subscriptions if s.owner_id}:
+        with suppress(NotFound):  # removed meanwhile: the row says nobody
+            owners[owner_id] = await load_user(db, actor, owner_id)
+    return owners
 
 
 @router.post(f"{OVERVIEW}/{{subscription_id}}/toggle", dependencies=[CsrfChecked])
@@ -75,6 +95,7 @@ async def toggle(
         actor,
         subscription=subscription,
         latest=latest,
+        owners=await _owners(db, actor, [subscription]),
         problem=problem,
     )
 
@@ -129,7 +150,8 @@ async def create(request: Request, state: State, db: DbSession, actor: WebActor)
         return await _refused(request, db, actor, form, None, exc)
     list_page = partial(state.subscriptions.list_for, db, actor)
     target = await showing(request, OVERVIEW, "after", created, list_page)
-    return redirect(request, target, "Webhook subscription added.")
+    warning = await delivery_warning(created.target_url, state.policy)
+    return redirect(request, target, "Webhook subscription added.", warning)
 
 
 @router.get(f"{OVERVIEW}/{{subscription_id}}/edit")
@@ -151,10 +173,11 @@ async def update(
     )
     try:
         data = form.to_input(SubscriptionUpdate)
-        await state.subscriptions.update(db, actor, subscription_id, data)
+        saved = await state.subscriptions.update(db, actor, subscription_id, data)
     except (InvalidInput, Conflict) as exc:
         return await _refused(request, db, actor, form, subscription_id, exc)
-    return redirect(request, OVERVIEW, "Webhook subscription saved.")
+    warning = await delivery_warning(saved.target_url, state.policy)
+    return redirect(request, OVERVIEW, "Webhook subscription saved.", warning)
 
 
 async def _refused(
@@ -203,6 +226,7 @@ async def channel_search(
         "_channel_results.html",
         actor,
         devices=list(devices.values()),
+        descriptions=DESCRIPTIONS,
         selected=set(selected),
         query=device_q,
         appended=bool(after),
