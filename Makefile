@@ -31,4 +31,6 @@ test: lint
 # docs/screenshots/ (otherwise into a temporary folder, so `make test` leaves the tree clean).
 .PHONY: screenshots
 screenshots: $(STAMP)
-	LABHOOKS_SCREENSHOTS=$(CURDIR)/docs/screenshots LABHOOKS_REQUIRE_BROWSER=1 $(BIN)/pytest tests/test_web_ui.py
+	LABHOOKS_SCREENSHOTS=$(CURDIR)/docs/screenshots LABHOOKS_REQUIRE_BROWSER=1 $(BIN)/pytest \
+		tests/test_web_ui.py \
+		"tests/test_web_delivery_log.py::test_a_delivery_failing_with_500_then_succeeding_shows_red_then_green"
