@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import wire
-from tests.live import LiveServer, fresh_database
+from tests.live import LiveServer, free_port, fresh_database, wait_until
 from tests.mqtt_helpers import BROKER, fresh_prefix, gateway
 from tests.receiver import Receiver
+from tests.test_cli import assert_one_line_error, run
 
 MESSAGES = 300
 
@@ -88,3 +91,34 @@ def test_a_bridge_killed_mid_stream_loses_nothing_and_duplicates_nothing(
             received = wired.receiver.received(path)
     assert sorted(r.json["data"]["value"] for r in received) == list(range(MESSAGES))
     assert set(Counter(r.headers["webhook-id"] for r in received).values()) == {1}
+
+
+def test_a_bridge_waiting_for_labhooks_stops_at_once_when_told(tmp_path: Path) -> None:
+    """SIGTERM while labhooks does not answer: the bridge leaves at once (exit 0), its
+    message unacknowledged for the next bridge, rather than waiting out its backoff."""
+    nobody = f"http://127.0.0.1:{free_port()}"
+    prefix, log = fresh_prefix(), tmp_path / "bridge.log"
+    with gateway() as lab_gateway, bridge_process(nobody, "lh_x", prefix, log) as bridge:
+        lab_gateway.send(f"{prefix}/dev_1/weight/data_point.created", {"data": {"value": 1}})
+        wait_until(lambda: log.read_text().count("trying again") >= 3, "the bridge to wait")
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=10) == 0, log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (("mqtt-bridge", "--url", "127.0.0.1:8000"), "--url"),
+        (("mqtt-bridge", "--prefix", "site1/+"), "--prefix"),
+        (
+            ("mqtt-bridge", "--broker", "mqtts://127.0.0.1", "--ca-file", "/nowhere.pem"),
+            "--ca-file",
+        ),
+        (("mqtt-bridge", "--broker", "tcp://127.0.0.1"), "broker URL"),
+        (("simulate", "--via", "mqtt", "--broker", "nowhere"), "broker URL"),
+    ],
+)
+def test_bridge_commands_refuse_bad_options_in_one_line(
+    arguments: tuple[str, ...], named: str, tmp_path: Path
+) -> None:
+    assert_one_line_error(run(tmp_path, *arguments, "--token", "lh_x"), named)

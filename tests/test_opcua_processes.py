@@ -1,4 +1,4 @@
-"""`labhooks simulate --via opcua` and `labhooks opcua-bridge` as an operator runs them, two
+"""`labhooks simulate --serve-opcua` and `labhooks opcua-bridge` as an operator runs them, two
 processes of their own: the simulated lab's LADS server, and the bridge that finds its devices,
 makes them in labhooks and turns their changes into signed deliveries."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def test_the_simulated_lab_over_opcua_reaches_a_subscriber_through_the_bridge(
     lab.register(receiver.url("/"))
     path = unique("/opcua/balance")
     log = tmp_path / "processes.log"
-    simulation = ("simulate", "--via", "opcua", "--opcua-port", str(port), "--rate", "20")
+    simulation = ("simulate", "--serve-opcua", str(port), "--rate", "20")
     with labhooks_process(log, *simulation):
         wait_until(lambda: f"opc.tcp://127.0.0.1:{port}" in log.read_text(), "the LADS server")
         bridge = ("opcua-bridge", "--config", str(config), "--url", server.url)
@@ -97,4 +98,13 @@ def test_opcua_bridge_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
 
 
 def test_simulate_through_the_api_needs_a_token(tmp_path: Path) -> None:
-    assert_one_line_error(run(tmp_path, "simulate", "--via", "http"), "--token")
+    assert_one_line_error(run(tmp_path, "simulate"), "--token")
+
+
+def test_simulate_on_a_taken_opcua_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(tmp_path, "simulate", "--serve-opcua", str(port))
+    assert_one_line_error(result, f"cannot serve OPC UA on 127.0.0.1:{port}")

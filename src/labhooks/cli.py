@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -17,12 +19,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from labhooks.domain.errors import LabhooksError
 from labhooks.domain.people import TokenScope
+from labhooks.ingestion.publisher import PublishingRefused, Stopped, TokenRefused
 from labhooks.security import Passwords, SecretBox
 from labhooks.services.tokens import check_password, create_token
 from labhooks.services.users import create_server_admin
 from labhooks.settings import Settings
 from labhooks.storage import migrate as migrations
 from labhooks.storage.database import Database, UnsupportedDatabase
+
+if TYPE_CHECKING:
+    from labhooks.ingestion.simulator import Model
 
 app = typer.Typer(
     help="labhooks: webhook subscriptions and delivery for laboratory devices.",
@@ -225,6 +231,8 @@ async def _when_started(server: Any, work: Awaitable[None], stop: asyncio.Event)
         await asyncio.sleep(0.05)
     try:
         await work
+    except Stopped:  # the demo stopped while the lab waited for it
+        pass
     except Exception:
         logging.getLogger("labhooks.demo").exception("the simulated lab stopped")
 
@@ -258,18 +266,37 @@ Token = Annotated[
 ]
 
 
+class _Failed(Exception):
+    """What a long-running command says, in one line, when it cannot go on."""
+
+
+def _api_root(url: str) -> str:
+    """labhooks' API root (…/api/v1) from `--url` (its base URL, or the API root itself)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(f"--url {url!r} is not labhooks' base URL, such as http://127.0.0.1:8000")
+    return f"{url.rstrip('/').removesuffix('/api/v1')}/api/v1"
+
+
 def _until_stopped(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Runs `work(stop)` until it returns; SIGINT and SIGTERM set `stop`."""
+    """Runs `work(stop)` until it returns; SIGINT and SIGTERM set `stop`. What labhooks or the
+    command refuses ends it in one line."""
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await work(stop)
+        with contextlib.suppress(Stopped):  # told to stop while waiting for labhooks
+            await work(stop)
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run())
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run())
+    except TokenRefused as exc:
+        raise _fail(f"labhooks refused the token: {exc}") from None
+    except (PublishingRefused, _Failed) as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("mqtt-bridge")
@@ -283,7 +310,9 @@ def mqtt_bridge(
         ),
     ] = "mqtt://127.0.0.1:1883",
     url: ApiUrl = "http://127.0.0.1:8000",
-    prefix: Annotated[str, typer.Option(help="First topic level")] = "labhooks",
+    prefix: Annotated[
+        str, typer.Option(help="First topic level(s), such as labhooks or site1/labhooks")
+    ] = "labhooks",
     client_id: Annotated[
         str, typer.Option(help="MQTT client id: the broker keeps this bridge's session by it")
     ] = "labhooks-mqtt-bridge",
@@ -292,27 +321,26 @@ def mqtt_bridge(
     """Turn MQTT messages on {prefix}/{device_id}/{channel_key}/{event_type} into events
     (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
     from labhooks.ingestion.logs import counts_line
-    from labhooks.ingestion.mqtt import Broker, MqttBridge
-    from labhooks.ingestion.publisher import Publisher, TokenRefused
+    from labhooks.ingestion.mqtt import Broker, MqttBridge, check_prefix
+    from labhooks.ingestion.publisher import Publisher
 
+    api = _api_root(url)
     try:
         where = Broker.parse(broker, ca_file)
+        check_prefix(prefix)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     _logging()
 
     async def bridge(stop: asyncio.Event) -> None:
-        async with Publisher(f"{url.rstrip('/')}/api/v1", token) as publisher:
+        async with Publisher(api, token, stop=stop) as publisher:
             running = MqttBridge(where, publisher, prefix, client_id)
             try:
                 await running.run(stop)
             finally:
                 logging.getLogger("labhooks.mqtt").info("stopped: %s", counts_line(running.counts))
 
-    try:
-        _until_stopped(bridge)
-    except TokenRefused as exc:
-        raise _fail(f"labhooks refused the token: {exc}") from None
+    _until_stopped(bridge)
 
 
 @app.command("opcua-bridge")
@@ -328,8 +356,8 @@ def opcua_bridge(
     (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
     from labhooks.ingestion.opcua import OpcUaBridge
     from labhooks.ingestion.opcua_config import ConfigError, load_config
-    from labhooks.ingestion.publisher import TokenRefused
 
+    api = _api_root(url)
     try:
         loaded = load_config(config)
     except ConfigError as exc:
@@ -337,15 +365,12 @@ def opcua_bridge(
     _logging()
 
     async def bridge(stop: asyncio.Event) -> None:
-        await OpcUaBridge(loaded, f"{url.rstrip('/')}/api/v1", token).run(stop)
+        await OpcUaBridge(loaded, api, token).run(stop)
 
-    try:
-        _until_stopped(bridge)
-    except TokenRefused as exc:
-        raise _fail(f"labhooks refused the token: {exc}") from None
+    _until_stopped(bridge)
 
 
-SIMULATION_ROUTES = ("http", "mqtt", "opcua")
+SIMULATION_ROUTES = ("http", "mqtt")
 
 
 @app.command()
@@ -354,82 +379,118 @@ def simulate(
         str | None,
         typer.Option(
             envvar="LABHOOKS_TOKEN",
-            help="With --via http or mqtt: an organisation administrator's token (it makes the "
-            "simulated devices if they are missing)",
+            help="An organisation administrator's token (it makes the simulated devices if "
+            "they are missing); not needed with --serve-opcua",
         ),
     ] = None,
     url: ApiUrl = "http://127.0.0.1:8000",
     via: Annotated[
-        str,
-        typer.Option(
-            help="http (the API), mqtt (to a broker, for mqtt-bridge) or opcua (a LADS server, "
-            "for opcua-bridge)"
-        ),
+        str, typer.Option(help="http (the API) or mqtt (to a broker, for mqtt-bridge)")
     ] = "http",
     broker: Annotated[str, typer.Option(help="With --via mqtt")] = "mqtt://127.0.0.1:1883",
     prefix: Annotated[str, typer.Option(help="With --via mqtt: first topic level")] = "labhooks",
-    opcua_port: Annotated[
-        int, typer.Option(min=1, max=65535, help="With --via opcua: the server's port")
-    ] = 4840,
+    serve_opcua: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Serve the devices on a LADS OPC UA server on this port, for opcua-bridge, "
+            "instead of publishing",
+        ),
+    ] = None,
     opcua_host: Annotated[
-        str, typer.Option(help="With --via opcua: the address it listens on")
+        str, typer.Option(help="With --serve-opcua: the address it listens on")
     ] = "127.0.0.1",
     rate: Annotated[float, typer.Option(min=0.01, help="Readings per second, in all")] = 2.0,
     count: Annotated[int | None, typer.Option(help="Stop after this many readings")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same readings")] = 1,
 ) -> None:
     """Simulated lab devices (a balance, a pH meter, an incubator, an HPLC, a barcode scanner)
-    publishing through the API, through MQTT into `labhooks mqtt-bridge`, or on a LADS OPC UA
-    server for `labhooks opcua-bridge`."""
+    publishing through the API, through MQTT into `labhooks mqtt-bridge`, or served on a LADS
+    OPC UA server for `labhooks opcua-bridge`."""
     from aiomqtt import MqttError
 
     from labhooks.ingestion import simulator
-    from labhooks.ingestion.lads_server import LadsServer
-    from labhooks.ingestion.mqtt import Broker
-    from labhooks.ingestion.publisher import Publisher, TokenRefused
+    from labhooks.ingestion.mqtt import Broker, check_prefix
+    from labhooks.ingestion.publisher import Publisher
 
-    if via not in SIMULATION_ROUTES:
-        raise _fail(f"--via must be one of {', '.join(SIMULATION_ROUTES)}, not {via!r}")
-    if via != "opcua" and not token:
-        raise _fail(f"--via {via} needs --token (or LABHOOKS_TOKEN)")
-    api = f"{url.rstrip('/')}/api/v1"
     models = simulator.lab(seed)
+    if serve_opcua is not None:
+        _check_port_free(opcua_host, serve_opcua)
+        _logging()
+        _until_stopped(lambda stop: _serve_lads(models, opcua_host, serve_opcua, rate, count, stop))
+        return
+    if via not in SIMULATION_ROUTES:
+        raise _fail(
+            f"--via must be one of {', '.join(SIMULATION_ROUTES)}, not {via!r} "
+            "(--serve-opcua PORT serves the devices over OPC UA)"
+        )
+    if not token:
+        raise _fail(f"--via {via} needs --token (or LABHOOKS_TOKEN)")
+    api = _api_root(url)
+    try:
+        where = Broker.parse(broker) if via == "mqtt" else None
+        check_prefix(prefix)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     _logging()
 
     async def run(stop: asyncio.Event) -> None:
-        if via == "opcua":  # the bridge makes the devices; the server knows them by name
-            async with LadsServer() as server:
-                sink: simulator.Sink = simulator.LadsSink(server, models)
-                served = await server.start(opcua_port, host=opcua_host)
-                logging.getLogger("labhooks.simulator").info("serving %s", served)
-                names = {m.name: m.name for m in models}
-                await simulator.Simulation(models, names, sink, rate).run(stop, count)
-            return
-        assert token is not None
-        device_ids = await simulator.ensure_devices(api, token, models)
-        if via == "http":
-            async with Publisher(api, token) as publisher:
-                sink = simulator.ApiSink(publisher)
+        try:
+            device_ids = await simulator.ensure_devices(api, token, models, stop)
+        except simulator.DevicesNotSetUp as exc:
+            raise _Failed(str(exc)) from None
+        if where is None:
+            async with Publisher(api, token, stop=stop) as publisher:
+                sink: simulator.Sink = simulator.ApiSink(publisher)
                 await simulator.Simulation(models, device_ids, sink, rate).run(stop, count)
             return
-        async with Broker.parse(broker).client(f"labhooks-simulator-{seed}") as client:
-            sink = simulator.MqttSink(client, prefix)
-            await simulator.Simulation(models, device_ids, sink, rate).run(stop, count)
+        try:
+            async with where.client(f"labhooks-simulator-{seed}") as client:
+                sink = simulator.MqttSink(client, prefix)
+                await simulator.Simulation(models, device_ids, sink, rate).run(stop, count)
+        except MqttError as exc:
+            raise _Failed(f"cannot reach the broker {broker}: {exc}") from None
 
+    _until_stopped(run)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Said in one line before the server is built: asyncua logs a traceback of its own."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        _until_stopped(run)
-    except TokenRefused as exc:
-        raise _fail(f"labhooks refused the token: {exc}") from None
-    except simulator.DevicesNotSetUp as exc:
-        raise _fail(str(exc)) from None
-    except MqttError as exc:
-        raise _fail(f"cannot reach the broker {broker}: {exc}") from None
-    except OSError as exc:  # the OPC UA port is taken, say
-        raise _fail(f"cannot serve OPC UA on {opcua_host}:{opcua_port}: {exc}") from None
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        raise _fail(f"cannot serve OPC UA on {host}:{port}: {exc.strerror or exc}") from None
+
+
+async def _serve_lads(
+    models: Sequence[Model],
+    host: str,
+    port: int,
+    rate: float,
+    count: int | None,
+    stop: asyncio.Event,
+) -> None:
+    """The simulated devices on a LADS server; the bridge makes them in labhooks, by name."""
+    from labhooks.ingestion import simulator
+    from labhooks.ingestion.lads_server import LadsServer
+
+    async with LadsServer() as server:
+        sink = simulator.LadsSink(server, models)
+        try:
+            served = await server.start(port, host=host)
+        except OSError as exc:  # the port is taken, say
+            raise _Failed(f"cannot serve OPC UA on {host}:{port}: {exc}") from None
+        logging.getLogger("labhooks.simulator").info("serving %s", served)
+        names = {m.name: m.name for m in models}
+        await simulator.Simulation(models, names, sink, rate).run(stop, count)
 
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("asyncua").setLevel(logging.WARNING)  # a line per node it builds
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

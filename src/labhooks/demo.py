@@ -216,7 +216,7 @@ async def simulated_lab(
     reporting `rate` readings a second through the demo's own API until `stop`."""
     api = f"{base_url}/api/v1"
     models = simulator.lab()
-    device_ids = await simulator.ensure_devices(api, logins.simulator_token, models)
+    device_ids = await simulator.ensure_devices(api, logins.simulator_token, models, stop)
     headers = {"Authorization": f"Bearer {logins.simulator_token}"}
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
         scientist = (await client.get("/users", params={"limit": 200})).json()["items"]
@@ -225,6 +225,6 @@ async def simulated_lab(
             for channel in (await client.get(f"/devices/{device_id}")).json()["channels"]:
                 grant = {"user_id": member["id"], "channel_id": channel["id"]}
                 await client.post("/channel-grants", json=grant)  # 409 when granted before
-    async with Publisher(api, logins.simulator_token) as publisher:
+    async with Publisher(api, logins.simulator_token, stop=stop) as publisher:
         sink = simulator.ApiSink(publisher)
         await simulator.Simulation(models, device_ids, sink, rate).run(stop)

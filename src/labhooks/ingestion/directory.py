@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from labhooks.ingestion.logs import line
-from labhooks.ingestion.publisher import TokenRefused
+from labhooks.ingestion.publisher import TokenRefused, pause
 
 log = logging.getLogger("labhooks.devices")
 
@@ -34,12 +34,21 @@ class DeviceSpec:
 class Directory:
     """labhooks' devices by name: found, or created with their channels (or given channels
     they lack) when the token may. A publish-only token may do neither: it is told once, and
-    only the config's device ids are used."""
+    only the config's device ids are used. With `stop`, a wait for labhooks ends when it is
+    set, raising publisher.Stopped."""
 
-    def __init__(self, api_url: str, token: str, manage: bool, backoff_s: list[float]) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        manage: bool,
+        backoff_s: list[float],
+        stop: asyncio.Event | None = None,
+    ) -> None:
         self.manage = manage
         self.may_look_up = True
         self._backoff_s = backoff_s
+        self._stop = stop
         self._known: dict[str, tuple[str, set[ChannelSpec]]] = {}
         self._client = httpx.AsyncClient(
             base_url=api_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -129,7 +138,7 @@ class Directory:
             delay = self._backoff_s[min(failures, len(self._backoff_s) - 1)]
             failures += 1
             log.warning(line("labhooks cannot answer", reason=reason, retry_in_s=delay))
-            await asyncio.sleep(delay)
+            await pause(delay, self._stop)
 
 
 def _channel_body(channel: ChannelSpec) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The LADS shape (OPC 30500, "Laboratory and Analytical Device Standard"): the browse names a
-bridge looks for, how it discovers devices by them, and a server built in code that has them.
+bridge looks for and how it discovers devices by them (ingestion.lads_server builds a server
+that has them).
 
 What a LADS server holds, and what of it labhooks uses (names as LADS, DI and Machinery give
 them; every path below is by browse name, whatever namespace a server puts a name in):
@@ -20,11 +21,14 @@ The server with this shape that the simulator and the tests run is ingestion.lad
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from asyncua import Client, Node, ua
+
+log = logging.getLogger("labhooks.opcua")
 
 DI_URI = "http://opcfoundation.org/UA/DI/"
 MACHINERY_URI = "http://opcfoundation.org/UA/Machinery/"
@@ -53,11 +57,12 @@ DESCRIPTION, SUPERVISORY_JOB_ID, STARTED, STOPPED = (
 DEVICE_STATES = ("Initialization", "Operate", "Sleep", "Shutdown", "Error")
 IDLE, RUNNING = "Idle", "Running"
 FINISHED = {"succeeded": "Completed", "failed": "Failed", "aborted": "Aborted"}
-NUMERIC = frozenset(
-    getattr(ua.VariantType, name)
+# Data types whose values are numbers (a deadband applies), the abstract ones included
+NUMERIC_TYPES = frozenset(
+    ua.NodeId(getattr(ua.ObjectIds, name))
     for name in (
         *("SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64"),
-        *("Float", "Double"),
+        *("Float", "Double", "Number", "Integer", "UInteger"),
     )
 )
 MAX_RESULTS = 50  # results a device keeps, newest last; LADS leaves the number to the device
@@ -119,8 +124,18 @@ async def _walk(node: Node, *names: str) -> Node | None:
     return node
 
 
-async def _read_text(node: Node | None) -> str | None:
-    return None if node is None else text(await node.read_value())
+async def read_text(node: Node | None) -> str | None:
+    """The node's value as text; None where the server says it has none (a Bad status)."""
+    if node is None:
+        return None
+    value = await node.read_data_value(raise_on_bad_status=False)
+    return text(value.Value.Value) if value.StatusCode.is_good() and value.Value else None
+
+
+async def is_numeric(node: Node) -> bool:
+    """Whether the variable holds numbers, by its declared data type: its value may be Bad
+    now (a sensor warming up), which says nothing of what it will hold."""
+    return await node.read_data_type() in NUMERIC_TYPES
 
 
 async def discover(client: Client) -> list[FoundDevice]:
@@ -136,8 +151,8 @@ async def _device(browse_name: str, node: Node) -> FoundDevice:
     name = model = None
     if identification is not None:
         parts = await _children(identification)
-        name = await _read_text(parts.get(COMPONENT_NAME))
-        model = await _read_text(parts.get(MODEL))
+        name = await read_text(parts.get(COMPONENT_NAME))
+        model = await read_text(parts.get(MODEL))
     state = await _walk(node, *DEVICE_STATE)
     sensors: list[FoundSensor] = []
     programs: list[FoundProgram] = []
@@ -165,21 +180,28 @@ async def _sensors(unit: str, functions: Node, depth: int) -> list[FoundSensor]:
         parts = await _children(function)
         value = next((parts[name] for name in VALUE_NAMES if name in parts), None)
         if value is not None:
-            variant = (await value.read_data_value()).Value
-            units = (await _children(value)).get(ENGINEERING_UNITS)
-            information = await units.read_value() if units is not None else None
-            found.append(
-                FoundSensor(
-                    unit=unit,
-                    function=function_name,
-                    node=value.nodeid,
-                    engineering_unit=text(getattr(information, "DisplayName", None)) or None,
-                    numeric=variant is not None and variant.VariantType in NUMERIC,
-                )
-            )
+            try:
+                found.append(await _sensor(unit, function_name, value))
+            except ua.UaError as exc:  # this sensor alone is left out, and said so
+                log.warning("sensor %s/%s not watched: %s", unit, function_name, exc)
         if depth > 0 and FUNCTION_SET in parts:
             found += await _sensors(unit, parts[FUNCTION_SET], depth - 1)
     return found
+
+
+async def _sensor(unit: str, function: str, value: Node) -> FoundSensor:
+    units = (await _children(value)).get(ENGINEERING_UNITS)
+    information = None
+    if units is not None:
+        read = await units.read_data_value(raise_on_bad_status=False)
+        information = read.Value.Value if read.StatusCode.is_good() and read.Value else None
+    return FoundSensor(
+        unit=unit,
+        function=function,
+        node=value.nodeid,
+        engineering_unit=text(getattr(information, "DisplayName", None)) or None,
+        numeric=await is_numeric(value),
+    )
 
 
 async def _program(unit_name: str, unit: Node) -> FoundProgram | None:

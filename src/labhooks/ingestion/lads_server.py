@@ -1,4 +1,4 @@
-"""A LADS-shaped OPC UA server built in code, for `labhooks simulate --via opcua` and the
+"""A LADS-shaped OPC UA server built in code, for `labhooks simulate --serve-opcua` and the
 tests; the names it uses are ingestion.lads'.
 
 Simplified here, and said so: no type nodes are loaded (objects are plain objects, the sensor

@@ -1,6 +1,7 @@
 """`labhooks mqtt-bridge`: messages from an MQTT broker become labhooks events.
 
-Topics are `{prefix}/{device_id}/{channel_key}/{event_type}` (prefix `labhooks` by default); the
+Topics are `{prefix}/{device_id}/{channel_key}/{event_type}` (prefix `labhooks` by default, and
+it may have levels of its own: `site1/labhooks`); the
 payload is a JSON object `{"data": {...}, "occurred_at": "…", "idempotency_key": "…"}` (only
 `data` required), or a bare JSON number or string, taken as `{"value": …}` of
 `data_point.created`. Messages are taken with QoS 1 in a persistent session and acknowledged to
@@ -12,7 +13,10 @@ event (a gateway that reports the same value repeatedly includes `occurred_at`).
 Retained messages are snapshots of the past, never events. A message that cannot become an
 event (a topic off the scheme, not JSON, an unknown device or channel, data not fitting) is
 republished on `{prefix}/_dead/…` with the original payload and the reason, then acknowledged:
-nothing is dropped silently. labhooks being down means waiting (ingestion.publisher).
+nothing is dropped silently. JSON is taken strictly: NaN, infinities and numbers too large for
+a float are not JSON, and labhooks could not store them. labhooks being down means waiting
+(ingestion.publisher); told to stop while waiting, the bridge leaves what it held unacknowledged,
+for the broker to send again.
 """
 
 from __future__ import annotations
@@ -23,15 +27,17 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import ssl
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from labhooks.ingestion.publisher import Publisher
+from labhooks.ingestion.publisher import Publisher, Stopped
 
 log = logging.getLogger("labhooks.mqtt")
 DEFAULT_PREFIX = "labhooks"
@@ -58,6 +64,8 @@ class Broker:
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError(f"{url!r} is not a broker URL such as mqtt://127.0.0.1:1883")
         tls = parts.scheme == "mqtts"
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise ValueError(f"--ca-file {ca_file!r} is not a file of CA certificates")
         return cls(
             host=parts.hostname,
             port=parts.port or (8883 if tls else 1883),
@@ -93,16 +101,27 @@ class NotAnEvent:
         return {"title": "Not an event", "status": 422, "code": self.code, "detail": self.detail}
 
 
+def check_prefix(prefix: str) -> str:
+    """`prefix` if it can be the first topic levels of the scheme, else ValueError."""
+    levels = prefix.split("/")
+    if not all(levels) or any(set(level) & {"+", "#"} for level in levels) or DEAD in levels:
+        raise ValueError(
+            f"--prefix {prefix!r} must be topic levels such as labhooks or site1/labhooks: "
+            f"none empty, no wildcards, none {DEAD}"
+        )
+    return prefix
+
+
 def to_event(topic: str, payload: bytes, prefix: str) -> dict[str, Any] | NotAnEvent:
     """The event (a body of POST /events) a message stands for, or why it stands for none."""
-    levels = topic.split("/")
-    if len(levels) != 4 or levels[0] != prefix or not all(levels[1:]):
+    levels = topic.removeprefix(f"{prefix}/").split("/")
+    if not topic.startswith(f"{prefix}/") or len(levels) != 3 or not all(levels):
         scheme = f"{prefix}/{{device_id}}/{{channel_key}}/{{event_type}}"
         return NotAnEvent("topic", f"the topic {topic!r} is not {scheme}")
-    _, device_id, channel_key, event_type = levels
+    device_id, channel_key, event_type = levels
     try:
-        body = json.loads(payload)
-    except ValueError:  # UnicodeDecodeError is one
+        body = json.loads(payload, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return NotAnEvent("not_json", "the payload is not JSON")
     if isinstance(body, int | float | str) and not isinstance(body, bool):
         if event_type != "data_point.created":
@@ -122,6 +141,17 @@ def to_event(topic: str, payload: bytes, prefix: str) -> dict[str, Any] | NotAnE
         **({"occurred_at": body["occurred_at"]} if "occurred_at" in body else {}),
         "idempotency_key": body.get("idempotency_key") or f"mqtt-{digest}",
     }
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large for a number")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def dead_letter(topic: str, prefix: str) -> str:
@@ -147,6 +177,8 @@ class MqttBridge:
         while not stop.is_set():
             try:
                 await self._connected(stop)
+                return
+            except Stopped:  # while labhooks was away: what it held stays unacknowledged
                 return
             except aiomqtt.MqttError as exc:
                 self.listening.clear()

@@ -43,7 +43,7 @@ from labhooks.ingestion.opcua_config import (
     Endpoint,
     NodeMapping,
 )
-from labhooks.ingestion.publisher import Publisher, TokenRefused
+from labhooks.ingestion.publisher import Publisher, PublishingRefused
 
 log = logging.getLogger("labhooks.opcua")
 STATUS_CHANNEL, PROGRAM_CHANNEL = "status", "program"
@@ -208,7 +208,7 @@ class Link:
         while True:
             try:
                 await self._session()
-            except (TokenRefused, asyncio.CancelledError):
+            except (PublishingRefused, asyncio.CancelledError):  # the bridge is wrong
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -346,7 +346,7 @@ class Link:
             if isinstance(node, ua.ExpandedNodeId) and node.NamespaceUri:  # nsu=…: by its URI
                 index = await client.get_namespace_index(node.NamespaceUri)
                 node = ua.NodeId(node.Identifier, index, node.NodeIdType)
-            variant = (await client.get_node(node).read_data_value()).Value
+            numeric = await lads.is_numeric(client.get_node(node))
         except (ua.UaError, ValueError) as exc:
             label = self.endpoint.label
             log.warning(line("node skipped", endpoint=label, node=mapping.node, reason=exc))
@@ -356,7 +356,6 @@ class Link:
             return Watch("device_state", node, device_id, mapping.channel)
         if self.endpoint.status_channel:
             self._status_channels.setdefault(device_id, self.endpoint.status_channel)
-        numeric = variant is not None and variant.VariantType in lads.NUMERIC
         band = mapping.deadband if numeric else 0.0
         return Watch("value", node, device_id, mapping.channel, mapping.unit, band, numeric)
 
@@ -405,8 +404,11 @@ class Link:
         now: dict[str, DeviceStatus] = dict.fromkeys(self._status_channels, "online")
         for watch in watches:
             if watch.kind == "device_state":
-                state = lads.text(await client.get_node(watch.node).read_value()) or ""
-                now[watch.device_id] = self.states.get(state.lower(), "online")
+                state = await lads.read_text(client.get_node(watch.node))
+                if (status := self._status_of(state, watch.node.to_string())) is not None:
+                    now[watch.device_id] = status
+                else:  # unknown now: as it was, if the bridge knew it
+                    now.pop(watch.device_id, None)
         moment = datetime.now(UTC)
         message = f"connection to {self.endpoint.label} restored"
         for device_id, status in now.items():
@@ -458,6 +460,16 @@ class Link:
                 identity = (node, _iso(at))
                 await self._emit(watch.device_id, watch.channel, *made, at, identity)
 
+    def _status_of(self, state: str | None, node: str) -> DeviceStatus | None:
+        """The labhooks status a device state stands for; None (and a log line) for a state
+        neither the defaults nor the config map, or no state at all."""
+        if not state:
+            return None
+        status = self.states.get(state.lower())
+        if status is None:
+            log.warning(line("device state not mapped", node=node, state=state))
+        return status
+
     async def _change(
         self, client: Client, watch: Watch, node: str, value: Any, at: datetime, snapshot: bool
     ) -> tuple[str, dict[str, Any]] | None:
@@ -473,8 +485,7 @@ class Link:
             return await self._program(client, watch, lads.text(value) or "", at, snapshot)
         if watch.kind == "device_state":
             state = lads.text(value) or ""
-            if (status := self.states.get(state.lower())) is None:
-                log.warning(line("device state not mapped", node=node, state=state))
+            if (status := self._status_of(state, node)) is None:
                 return None
             previous, self._statuses[watch.device_id] = self._statuses.get(watch.device_id), status
             if previous is None or previous == status:

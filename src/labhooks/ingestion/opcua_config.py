@@ -1,5 +1,5 @@
 """The TOML file `labhooks opcua-bridge --config` reads: the endpoints, what to take from each
-(LADS discovery, explicit node mappings), and how the bridge behaves (docs/devices-opcua.md).
+(LADS discovery, explicit node mappings), and how the bridge behaves (docs/devices.md).
 
 Validated by Pydantic with unknown keys refused, so a misspelt option is an error at start-up
 rather than a setting silently ignored.

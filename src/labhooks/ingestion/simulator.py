@@ -191,7 +191,7 @@ class Simulation:
     """Devices read in turn, `rate` readings per second in all, into a sink."""
 
     models: Sequence[Model]
-    device_ids: dict[str, str]  # model name → labhooks device id
+    device_ids: dict[str, str]  # model name → where the sink knows it (labhooks' device id)
     sink: Sink
     rate: float
     sent: int = field(default=0)
@@ -224,12 +224,15 @@ class DevicesNotSetUp(Exception):
     """labhooks would not find or make a simulated device (the token may not, say)."""
 
 
-async def ensure_devices(api_url: str, token: str, models: Sequence[Model]) -> dict[str, str]:
+async def ensure_devices(
+    api_url: str, token: str, models: Sequence[Model], stop: asyncio.Event | None = None
+) -> dict[str, str]:
     """The labhooks device of each model, by name, made with its channels when missing
     (which takes an organisation administrator's token). Returns name → device id. Waits while
-    labhooks cannot answer, as the bridges do."""
+    labhooks cannot answer, as the bridges do, until `stop` (publisher.Stopped)."""
     found: dict[str, str] = {}
-    async with Directory(api_url, token, manage=True, backoff_s=[1.0, 2.0, 5.0]) as directory:
+    backoff = [1.0, 2.0, 5.0]
+    async with Directory(api_url, token, manage=True, backoff_s=backoff, stop=stop) as directory:
         for model in models:
             device_id = await directory.device_id(
                 DeviceSpec(model.name, model.model, model.channels)
