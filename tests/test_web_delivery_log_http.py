@@ -5,15 +5,21 @@ delivery's details, whatever its target answered."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert
 
+from labhooks.domain.ids import new_id
+from labhooks.storage.database import Database
+from labhooks.storage.models import Delivery, DeliveryAttempt, utcnow
 from tests.api import Lab
-from tests.delivery_helpers import Wired, wire
+from tests.delivery_helpers import Wired, make_due, wire
 from tests.live import LiveServer
 from tests.receiver import Receiver, Reply
 from tests.web_helpers import Html, web_client
@@ -171,3 +177,207 @@ def test_details_show_whatever_the_target_answered(
     page = Html(details.text)
     assert "500 Internal Server Error" in page.text_of(f"details-{delivery['id']}")
     assert deep.decode() in details.text  # shown as it came, not indented
+
+
+def test_a_resent_delivery_counts_n_of_n_in_its_fresh_schedule(
+    client: httpx.Client, lab: Lab, receiver: Receiver, database_url: str
+) -> None:
+    """Resend starts the schedule again but keeps counting attempts: "n of N" is the place in
+    the schedule in force, the count in all beside it."""
+    wired = wire(lab, receiver)
+    subscription = wired.subscribe(
+        receiver.script(wired.path(), Reply(500)), retry_schedule=[0, 3600]
+    )
+    sid = subscription["id"]
+    wired.publish(wired.event())
+    [delivery] = wired.attempted(sid, 1)
+    make_due(database_url, delivery["id"])
+    wired.settle(sid, "failed")  # attempt 2 of 2: given up
+
+    def outcome() -> str:
+        details = client.get(f"/deliveries/{delivery['id']}", headers={"HX-Request": "true"})
+        [said] = Html(details.text).find(
+            "dd", f"details-{delivery['id']}", **{"class": "outcome outcome-failing"}
+        )
+        return " ".join(said.text.split())
+
+    # held (the subscription inactive), the resent delivery waits for its fresh schedule
+    wired.admin.ok("POST", f"/webhook-subscriptions/{sid}/deactivate")
+    wired.admin.ok("POST", f"/deliveries/{delivery['id']}/resend", None, 202)
+    assert outcome().startswith(
+        "Queued again after 2 attempts (the last failed), with a fresh schedule of 2 attempts;"
+    ), outcome()
+    wired.admin.ok("POST", f"/webhook-subscriptions/{sid}/activate")
+    wired.attempted(sid, 3)  # the first of the fresh schedule, failed too
+    said = outcome()
+    assert said.startswith("Attempt 1 of 2 failed (3 attempts in all"), said
+
+
+def test_a_deliverys_details_stay_readable_after_its_subscription_is_deleted(
+    client: httpx.Client, lab: Lab, receiver: Receiver
+) -> None:
+    """SPEC §2.5: the history stays readable; the log's link to the details keeps working."""
+    wired = wire(lab, receiver)
+    subscription = wired.subscribe(receiver.script(wired.path(), Reply(500)), retry_schedule=[0])
+    sid = subscription["id"]
+    wired.publish(wired.event())
+    [delivery] = wired.settle(sid, "failed")
+    log = Html(client.get(f"/webhook-subscriptions/{sid}").text)
+    [line] = log.find("details", f"delivery-{delivery['id']}")
+    link = line.attrs["hx-get"]
+    assert wired.admin.delete(f"/webhook-subscriptions/{sid}").status_code == 204
+
+    fragment = client.get(link, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200, fragment.status_code
+    said = Html(fragment.text).text_of(f"details-{delivery['id']}")
+    assert "500 Internal Server Error" in said
+    whole = client.get(link, follow_redirects=True)  # as a browser opens it by itself
+    assert whole.status_code == 200, (whole.status_code, str(whole.url))
+    assert "500 Internal Server Error" in Html(whole.text).text_of(f"details-{delivery['id']}")
+    assert "deleted" in Html(whole.text).text_of("deleted-subscription")
+
+
+def store(database_url: str, *rows: tuple[Any, list[dict[str, Any]]]) -> None:
+    """Rows written behind the services' back, each (table, rows), for a test to stage."""
+
+    async def run() -> None:
+        database = Database(database_url)
+        try:
+            async with database.engine.begin() as connection:
+                for table, values in rows:
+                    await connection.execute(insert(table), values)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+def staged_outcomes(lab: Lab, receiver: Receiver, database_url: str) -> tuple[str, list[str]]:
+    """An inactive subscription with a stored delivery for every (status, last answer, error,
+    attempts made) worth telling apart; its id and theirs. Nothing is due: none is sent."""
+    wired = wire(lab, receiver)
+    subscription = wired.subscribe(receiver.url(wired.path()))
+    sid = subscription["id"]
+    [event_id] = wired.publish(wired.event())["event_ids"]
+    wired.settle(sid, "succeeded")
+    wired.admin.ok("PATCH", f"/webhook-subscriptions/{sid}", {"active": False})
+    later = utcnow() + timedelta(days=1)
+    rows = [
+        {
+            "id": new_id("dlv"),
+            "organization_id": lab.id,
+            "subscription_id": sid,
+            "event_id": event_id,
+            "status": status,
+            "attempt_count": count,
+            "schedule_position": count,
+            "next_attempt_at": later,
+            "last_status_code": code,
+            "last_error": error,
+            "created_at": utcnow(),
+        }
+        for status, counts in (("pending", (0, 1, 3)), ("succeeded", (1,)), ("failed", (2,)))
+        for count in counts
+        for code in (None, 0, 199, 200, 299, 300, 410, 500)
+        for error in (None, "", "timed out after 1.0 s")
+    ]
+    cancelled = rows[0] | {"id": new_id("dlv"), "status": "cancelled", "created_at": utcnow()}
+    store(database_url, (Delivery, rows), (Delivery, [cancelled]))
+    return sid, [row["id"] for row in [*rows, cancelled]]
+
+
+def every_line(client: httpx.Client, path: str, **params: str) -> dict[str, str]:
+    """Each delivery the log lists, on every page, with the state its line shows."""
+    found: dict[str, str] = {}
+    url: str | None = path
+    while url:
+        response = client.get(url, params=params if url == path else None)
+        assert response.status_code == 200, response.text
+        page = Html(response.text)
+        for line in page.find("li", "delivery-log"):
+            found[line.attrs["id"].removeprefix("delivery-")] = line.attrs["class"].removeprefix(
+                "delivery state-"
+            )
+        url = page.link("next", "deliveries")
+    return found
+
+
+def test_the_state_filters_in_sql_select_what_state_of_says_in_python(
+    client: httpx.Client, lab: Lab, receiver: Receiver, database_url: str
+) -> None:
+    sid, ids = staged_outcomes(lab, receiver, database_url)
+    path = f"/webhook-subscriptions/{sid}"
+    shown = every_line(client, path)  # each line's state: state_of, in Python
+    assert set(ids) <= set(shown)
+    assert set(shown.values()) == {"pending", "failing", "succeeded", "failed", "cancelled"}
+    for status in ("pending", "failing", "succeeded", "failed", "cancelled"):
+        wanted = {i for i, state in shown.items() if state == status}
+        assert set(every_line(client, path, status=status)) == wanted, status
+    either = {i for i, state in shown.items() if state in ("failing", "failed")}
+    assert set(every_line(client, path, status="failing-or-failed")) == either
+
+
+def test_an_attempt_shows_as_failed_exactly_when_its_delivery_counts_it_failed(
+    client: httpx.Client, lab: Lab, receiver: Receiver, database_url: str
+) -> None:
+    """An attempt answered 200 with an error (even an empty one) did not succeed: the line says
+    failing, and so does the attempt in the details; a 200 without one did."""
+    wired = wire(lab, receiver)
+    subscription = wired.subscribe(receiver.url(wired.path()))
+    sid = subscription["id"]
+    [event_id] = wired.publish(wired.event())["event_ids"]
+    wired.settle(sid, "succeeded")
+    wired.admin.ok("PATCH", f"/webhook-subscriptions/{sid}", {"active": False})
+    now = utcnow()
+    answers = {
+        new_id("dlv"): (code, error) for code, error in ((200, ""), (200, None), (500, None))
+    }
+    deliveries = [
+        {
+            "id": delivery_id,
+            "organization_id": lab.id,
+            "subscription_id": sid,
+            "event_id": event_id,
+            "status": "pending",
+            "attempt_count": 1,
+            "schedule_position": 1,
+            "next_attempt_at": now + timedelta(days=1),
+            "last_status_code": code,
+            "last_error": error,
+            "created_at": now,
+        }
+        for delivery_id, (code, error) in answers.items()
+    ]
+    attempts = [
+        {
+            "delivery_id": delivery_id,
+            "number": 1,
+            "started_at": now,
+            "duration_ms": 12.0,
+            "request_headers": {"webhook-id": delivery_id},
+            "response_status": code,
+            "error": error,
+        }
+        for delivery_id, (code, error) in answers.items()
+    ]
+    store(database_url, (Delivery, deliveries), (DeliveryAttempt, attempts))
+    shown = every_line(client, f"/webhook-subscriptions/{sid}")
+    for delivery_id in answers:
+        details = client.get(f"/deliveries/{delivery_id}", headers={"HX-Request": "true"})
+        [attempt] = Html(details.text).find("article", f"details-{delivery_id}")
+        failed = attempt.attrs["class"] == "attempt attempt-failed"
+        assert failed == (shown[delivery_id] == "failing"), (answers[delivery_id], attempt.attrs)
+
+
+def test_the_log_filters_by_the_event_types_the_test_event_offers(
+    client: httpx.Client, lab: Lab, receiver: Receiver
+) -> None:
+    wired = wire(lab, receiver)
+    events = ["command.completed", "data_point.created"]
+    subscription = wired.subscribe(
+        receiver.url(wired.path()), channels=[{"channel_id": wired.channel_id, "events": events}]
+    )
+    page = Html(client.get(f"/webhook-subscriptions/{subscription['id']}").text)
+    filters = [value for value, _ in page.options("type-filter") if value]
+    offered = [e.attrs["value"] for e in page.find("input", "test-event", name="test_event")]
+    assert filters == offered == ["ping", *events]

@@ -16,7 +16,9 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
 from tests.api import Api, Lab
 from tests.conftest import SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD
+from tests.delivery_helpers import wire
 from tests.live import LiveServer
+from tests.receiver import Receiver
 from tests.web_helpers import Html, chromium, log_in, screenshot_folder, web_client
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -247,3 +249,103 @@ def test_odd_device_and_user_posts_answer_a_page_never_a_server_error(
         for path in ("/organization/devices/dev_nope", "/organization/devices/dev_nope/delete"):
             assert client.post(path, data={"csrf_token": csrf}).status_code == 404, path
         assert client.get("/organization/devices/dev_nope").status_code == 404
+
+
+def test_a_stored_channels_key_is_read_only_and_the_page_says_what_removing_does(
+    page: Page, server: LiveServer, lab: Lab
+) -> None:
+    device = lab.add_device("Balance XS205")
+    open_organisation(page, server, lab)
+    page.get_by_role("link", name="Edit Balance XS205").click()
+    rows = page.locator(".channel-row")
+    expect(rows.nth(0).get_by_label("Key")).to_have_value("weight")
+    expect(rows.nth(0).get_by_label("Key")).not_to_be_editable()
+    expect(rows.nth(1).get_by_label("Key")).not_to_be_editable()
+    expect(rows.nth(0).get_by_label("Name")).to_be_editable()
+    hint = page.locator("#device-hint")
+    expect(hint).to_contain_text("Removing a channel deletes it: its access grants")
+    expect(hint).to_contain_text("every subscription's selection of it")
+    page.get_by_role("button", name="Add channel").click()
+    expect(rows.nth(2).get_by_label("Key")).to_be_editable()  # a new channel's key is typed
+    fill_channel(page, 2, "temp", "Temperature", "°C", ["data_point.created"])
+    rows.nth(0).get_by_label("Name").fill("Mass")
+    page.get_by_role("button", name="Save device").click()
+    expect(page.get_by_role("status")).to_have_text("Device Balance XS205 saved.")
+    stored = lab.admin.ok("GET", f"/devices/{device['id']}")["channels"]
+    assert [(c["key"], c["name"]) for c in stored] == [
+        ("weight", "Mass"),
+        ("status", "Status"),
+        ("temp", "Temperature"),
+    ]
+    assert stored[0]["id"] == device["channels"][0]["id"]
+
+
+def device_post(edit: Html) -> dict[str, list[str]]:
+    """What the device page's form posts as it was served (no channel row added or removed)."""
+    data: dict[str, list[str]] = {"csrf_token": [edit.csrf()]}
+    for field_id in ("device-name", "device-model"):
+        [field] = edit.find("input", id=field_id)
+        data[field.attrs["name"]] = [field.attrs.get("value", "")]
+    for field in edit.find("input", "channel-rows"):
+        if field.attrs.get("type") != "checkbox" or "checked" in field.attrs:
+            data.setdefault(field.attrs["name"], []).append(field.attrs.get("value", ""))
+    return data
+
+
+def test_a_changed_key_posted_for_a_stored_channel_keeps_it_its_access_and_selections(
+    server: LiveServer, lab: Lab, receiver: Receiver
+) -> None:
+    """The key is read-only in the page, but a post is what counts: the row names its channel,
+    so the channel keeps its id, its grants and the subscriptions' selections of it."""
+    wired = wire(lab, receiver)
+    device = wired.device
+    _, member_id = lab.add_member()
+    grant = lab.grant(member_id, wired.channel_id)
+    subscription = wired.subscribe(receiver.url(wired.path()))
+    with web_client(server.url, f"admin@{lab.name}.example") as client:
+        data = device_post(Html(client.get(f"/organization/devices/{device['id']}").text))
+        assert data["channel_key"] == ["weight", "status"]
+        data["channel_key"] = ["mass", "status"]  # overtyped, as the page once allowed
+        answer = client.post(f"/organization/devices/{device['id']}", data=data)
+        assert answer.status_code == 303, answer.text
+    stored = lab.admin.ok("GET", f"/devices/{device['id']}")["channels"]
+    assert [(c["id"], c["key"]) for c in stored] == [
+        (c["id"], c["key"]) for c in device["channels"]
+    ]
+    grants = lab.admin.ok("GET", "/channel-grants")["items"]
+    assert grant["id"] in [g["id"] for g in grants]
+    selected = lab.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}")["channels"]
+    assert [c["channel_id"] for c in selected] == [wired.channel_id]
+
+
+def test_a_row_naming_a_channel_the_device_lacks_is_refused_beside_it(
+    server: LiveServer, lab: Lab
+) -> None:
+    """A channel removed meanwhile (in another tab, by another administrator) is not made
+    again from a stale page: the row says so, and nothing is saved."""
+    device = lab.add_device("Balance XS205")
+    other = lab.add_device("Other balance")
+    with web_client(server.url, f"admin@{lab.name}.example") as client:
+        data = device_post(Html(client.get(f"/organization/devices/{device['id']}").text))
+        data["name"] = ["Renamed"]
+        data["channel_id"] = [data["channel_id"][0], other["channels"][1]["id"]]
+        answer = client.post(f"/organization/devices/{device['id']}", data=data)
+        assert answer.status_code == 422
+        assert "no longer" in Html(answer.text).text_of("channel-1-key-error")
+    assert lab.admin.ok("GET", f"/devices/{device['id']}")["name"] == "Balance XS205"
+
+
+def test_an_event_that_names_no_row_is_no_rows_event(server: LiveServer, lab: Lab) -> None:
+    """Every row's events are posted as `<row>|<event>`; a bare event name belongs to none."""
+    with web_client(server.url, f"admin@{lab.name}.example") as client:
+        csrf = Html(client.get("/organization").text).csrf()
+        data = {
+            "csrf_token": csrf,
+            "name": "Bare events",
+            "channel_row": "0",
+            "channel_key": "od",
+            "channel_name": "OD",
+            "trigger_events": ["0|run.started", "run.completed"],
+        }
+        assert client.post("/organization/devices", data=data).status_code == 303
+    assert channels_of(lab, "Bare events") == [("od", "OD", ["run.started"])]

@@ -115,6 +115,14 @@ async def get_delivery(
     return delivery, list(attempts), event
 
 
+async def subscription_of(db: AsyncSession, delivery: Delivery) -> WebhookSubscription:
+    """The subscription of a delivery get_delivery returned (its permission check), also after
+    the subscription was deleted: its retry schedule is the one the delivery follows."""
+    subscription = await db.get(WebhookSubscription, delivery.subscription_id)
+    assert subscription is not None  # a delivery goes with its subscription (FK cascade)
+    return subscription
+
+
 async def resend(db: AsyncSession, actor: Actor, delivery_id: str) -> Delivery:
     """Queues the delivery again with a fresh retry schedule; same webhook-id."""
     delivery, _, _ = await get_delivery(db, actor, delivery_id)
@@ -206,7 +214,8 @@ async def test_event(
 
 
 def test_event_choices(subscription: WebhookSubscription) -> list[str]:
-    """`ping`, then each event type the subscription selects, once."""
+    """`ping`, then each event type the subscription selects, once: what a test event may be,
+    and what the delivery log is filtered by."""
     return [PING, *dict.fromkeys(s.event_type for s in subscription.selections)]
 
 

@@ -97,12 +97,6 @@ class LogFilter:
         return any((self.status, self.event_type, self.since, self.until, self.search))
 
 
-def event_type_choices(selected: list[str]) -> list[str]:
-    """The event types the log may be filtered by: ping, then the types a subscription selects
-    (others that reached it before its selection changed are found by a search)."""
-    return [PING, *dict.fromkeys(t for t in selected if t != PING)]
-
-
 def log_filter(
     status: str = "",
     event_type: str = "",

@@ -1,6 +1,6 @@
 """Server Administration (organisations, the webhook switch) and the organisation page
-(registered target URLs, users and roles, channel access, devices; a device's own page is in
-devices.py)."""
+(registered target URLs, users and roles, channel access, devices; adding, editing and deleting
+a device is in devices.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from labhooks.dependencies import DbSession, State
@@ -17,8 +16,8 @@ from labhooks.domain.people import Actor, Role
 from labhooks.services import devices, organizations, target_urls, users
 from labhooks.services.pages import every_item
 from labhooks.web.auth import CsrfChecked, WebActor
-from labhooks.web.devices import EVENT_NAMES, DeviceForm, refusal
-from labhooks.web.forms import field_errors, sentence
+from labhooks.web.device_form import EVENT_NAMES, DeviceForm
+from labhooks.web.forms import labelled, validated
 from labhooks.web.paging import Listing, ListPage, back, listing, showing
 from labhooks.web.rendering import redirect, render
 
@@ -26,31 +25,13 @@ router = APIRouter(include_in_schema=False)
 ORGANIZATION = "/organization"
 T = TypeVar("T")
 ROLES = [Role.MEMBER.value, Role.ADMIN.value]  # "Add user" proposes the first
-_LABELS = {
-    "url": "The URL",
-    "description": "The description",
-    "name": "The name",
-    "email": "This",  # its messages say what is wrong with it: "This is not an e-mail address"
-    "password": "The password",
-    "role": "The role",
-    "organization_id": "The organisation",
-    "user_id": "The user",
-    "channel_id": "The channel",
-}
-
-
-def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(field_errors(exc)) from None
 
 
 def _errors(exc: InvalidInput | Conflict) -> dict[str, str]:
     found: dict[str, str] = {}
     for error in exc.errors:
         name = error.field.split(".")[0]
-        found.setdefault(name, sentence(_LABELS.get(name, "This"), error.message))
+        found.setdefault(name, labelled(name, error.message))
     return found or {"form": exc.detail}
 
 
@@ -87,7 +68,7 @@ async def add_organization(request: Request, db: DbSession, actor: WebActor) -> 
     data = {"name": form.get("name", ""), "webhooks_enabled": form.get("webhooks_enabled") == "on"}
     try:
         created = await organizations.create_organization(
-            db, actor, _validated(organizations.OrganizationCreate, data)
+            db, actor, validated(organizations.OrganizationCreate, data)
         )
     except (InvalidInput, Conflict) as exc:
         return await _admin_page(request, db, actor, 422, org_errors=_errors(exc), org_values=form)
@@ -117,7 +98,7 @@ async def add_user_anywhere(
     form = dict(await request.form())
     try:
         user = await users.create_user(
-            db, actor, _validated(users.UserCreate, form), state.passwords
+            db, actor, validated(users.UserCreate, form), state.passwords
         )
     except (InvalidInput, Conflict) as exc:
         return await _admin_page(
@@ -129,7 +110,7 @@ async def add_user_anywhere(
 # -- the organisation ----------------------------------------------------------------------
 
 
-async def _organization_page(
+async def organization_page(
     request: Request,
     db: DbSession,
     actor: Actor,
@@ -176,7 +157,7 @@ async def _list(request: Request, name: str, list_page: ListPage[T]) -> Listing[
     return await listing(request, ORGANIZATION, param, list_page, anchor)
 
 
-async def _added(request: Request, name: str, item: Any, list_page: ListPage[Any]) -> str:
+async def added(request: Request, name: str, item: Any, list_page: ListPage[Any]) -> str:
     """The organisation page with the list `name` on the page that shows the new `item`."""
     param, anchor = _LISTS[name]
     return await showing(request, ORGANIZATION, param, item, list_page, anchor)
@@ -184,7 +165,7 @@ async def _added(request: Request, name: str, item: Any, list_page: ListPage[Any
 
 @router.get(ORGANIZATION)
 async def organization(request: Request, db: DbSession, actor: WebActor) -> Response:
-    return await _organization_page(request, db, actor)
+    return await organization_page(request, db, actor)
 
 
 @router.post("/organization/target-urls", dependencies=[CsrfChecked])
@@ -195,14 +176,14 @@ async def add_target_url(
     data = {"url": form.get("url", ""), "description": form.get("description") or None}
     try:
         created = await target_urls.create_target_url(
-            db, actor, _validated(target_urls.TargetUrlCreate, data)
+            db, actor, validated(target_urls.TargetUrlCreate, data)
         )
     except (InvalidInput, Conflict) as exc:
-        return await _organization_page(
+        return await organization_page(
             request, db, actor, 422, url_errors=_errors(exc), url_values=form
         )
     list_page = partial(target_urls.list_target_urls, db, actor)
-    target = await _added(request, "urls", created, list_page)
+    target = await added(request, "urls", created, list_page)
     warning = await target_urls.delivery_warning(created.url, state.policy)
     return redirect(request, target, f"{created.url} registered.", warning)
 
@@ -221,14 +202,14 @@ async def add_user(request: Request, state: State, db: DbSession, actor: WebActo
     form = dict(await request.form())
     try:
         user = await users.create_user(
-            db, actor, _validated(users.UserCreate, form), state.passwords
+            db, actor, validated(users.UserCreate, form), state.passwords
         )
     except (InvalidInput, Conflict, PermissionDenied) as exc:
         errors = _errors(exc) if not isinstance(exc, PermissionDenied) else {"form": exc.detail}
-        return await _organization_page(
+        return await organization_page(
             request, db, actor, 422, user_errors=errors, user_values=form
         )
-    target = await _added(request, "users", user, partial(users.list_users, db, actor))
+    target = await added(request, "users", user, partial(users.list_users, db, actor))
     return redirect(request, target, f"User {user.email} added.")
 
 
@@ -236,13 +217,13 @@ async def add_user(request: Request, state: State, db: DbSession, actor: WebActo
 async def add_grant(request: Request, db: DbSession, actor: WebActor) -> Response:
     form = dict(await request.form())
     try:
-        grant = await devices.create_grant(db, actor, _validated(devices.GrantCreate, form))
+        grant = await devices.create_grant(db, actor, validated(devices.GrantCreate, form))
     except (InvalidInput, Conflict) as exc:
-        return await _organization_page(
+        return await organization_page(
             request, db, actor, 422, grant_errors=_errors(exc), grant_values=form
         )
     list_page = partial(devices.list_channel_access, db, actor)
-    target = await _added(request, "access", grant, list_page)
+    target = await added(request, "access", grant, list_page)
     return redirect(request, target, "Channel access granted.")
 
 
@@ -263,7 +244,7 @@ async def change_role(
         )
     role = str((await request.form()).get("role", ""))
     try:
-        data = _validated(users.UserUpdate, {"role": role})
+        data = validated(users.UserUpdate, {"role": role})
         user = await users.update_user(db, actor, user_id, data, state.passwords)
     except (InvalidInput, Conflict, PermissionDenied) as exc:
         why = next(iter(_errors(exc).values())) if isinstance(exc, InvalidInput) else exc.detail
@@ -281,15 +262,3 @@ async def remove_user(request: Request, db: DbSession, actor: WebActor, user_id:
     except (Conflict, PermissionDenied) as exc:
         return redirect(request, page, warning=exc.detail)
     return redirect(request, page, f"User {name} removed.")
-
-
-@router.post("/organization/devices", dependencies=[CsrfChecked])
-async def add_device(request: Request, db: DbSession, actor: WebActor) -> Response:
-    form = DeviceForm.parse(await request.form())
-    try:
-        created = await devices.create_device(db, actor, form.validated(devices.DeviceCreate))
-    except (InvalidInput, Conflict) as exc:
-        form.show(refusal(exc))
-        return await _organization_page(request, db, actor, 422, device_form=form)
-    target = await _added(request, "devices", created, partial(devices.list_devices, db, actor))
-    return redirect(request, target, f"Device {created.name} added.")

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from labhooks.dependencies import AppState, DbSession, State
 from labhooks.domain.catalogue import EVENT_TYPES
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput
+from labhooks.domain.outcomes import succeeded
 from labhooks.domain.people import Actor
 from labhooks.services import deliveries
 from labhooks.services.delivery_log import (
@@ -25,7 +26,6 @@ from labhooks.services.delivery_log import (
     LogFilter,
     LogLine,
     delivery_log,
-    event_type_choices,
     line_of,
     log_filter,
     outcome_in_words,
@@ -60,6 +60,10 @@ class AttemptView:
     outcome: str  # in words
     response_body: str
 
+    @property
+    def succeeded(self) -> bool:
+        return succeeded(self.attempt.response_status, self.attempt.error)
+
 
 @dataclass(frozen=True)
 class Details:
@@ -69,6 +73,14 @@ class Details:
     attempts: list[AttemptView]
     body: str
     attempts_allowed: int  # the subscription's schedule: how many attempts at most
+    subscription_deleted: datetime | None  # when; its deliveries stay readable
+
+    @property
+    def resent(self) -> bool:
+        """Queued again (resend, replay) after attempts of an earlier schedule: the attempts
+        in all are more than the place in the schedule in force."""
+        delivery = self.line.delivery
+        return delivery.attempt_count != delivery.schedule_position
 
 
 @dataclass
@@ -129,8 +141,9 @@ def _entered_filter(request: Request) -> tuple[dict[str, str], LogFilter | None,
 
 
 async def details_of(state: AppState, db: DbSession, actor: Actor, delivery_id: str) -> Details:
+    """Readable as long as the delivery is, also after its subscription was deleted."""
     delivery, attempts, event = await deliveries.get_delivery(db, actor, delivery_id)
-    subscription = await state.subscriptions.get(db, actor, delivery.subscription_id)
+    subscription = await deliveries.subscription_of(db, delivery)
     schedule = subscription.retry_schedule or state.settings.schedule
     return Details(
         line=line_of(delivery, event),
@@ -140,6 +153,7 @@ async def details_of(state: AppState, db: DbSession, actor: Actor, delivery_id: 
         ],
         body=pretty(event.payload),
         attempts_allowed=len(schedule),
+        subscription_deleted=subscription.deleted_at,
     )
 
 
@@ -161,10 +175,12 @@ async def log_view(
 ) -> LogView:
     entered, wanted, errors = _entered_filter(request)
     path = f"{OVERVIEW}/{subscription.id}"
-    types = event_type_choices([s.event_type for s in subscription.selections])
+    types = deliveries.test_event_choices(subscription)
     asked = entered["event_type"]
     if asked in EVENT_TYPES and asked not in types:
-        types.append(asked)  # a type no longer selected, asked for by name
+        # a type no longer selected, asked for by name (others that reached the subscription
+        # before its selection changed are found by a search)
+        types.append(asked)
     if wanted is None:  # nothing is listed until the filter is one
         empty: Listing[LogLine] = Listing([], Links())
         return LogView(empty, entered, errors, types, narrowed=True)
@@ -193,18 +209,21 @@ async def delivery_details(
     request: Request, state: State, db: DbSession, actor: WebActor, delivery_id: str
 ) -> Response:
     """One delivery's details, for the log line that was opened (htmx); a browser that comes
-    here itself gets the subscription's page with them open."""
+    here itself gets the subscription's page with them open, or, the subscription deleted, a
+    page of their own."""
     details = await details_of(state, db, actor, delivery_id)
     subscription_id = details.line.delivery.subscription_id
-    if not is_htmx(request):
+    if is_htmx(request):
+        return render(
+            request,
+            "_log_details.html",
+            actor,
+            details=details,
+            subscription_id=subscription_id,
+        )
+    if details.subscription_deleted is None:
         return redirect(request, open_link(request, subscription_id, delivery_id))
-    return render(
-        request,
-        "_log_details.html",
-        actor,
-        details=details,
-        subscription_id=subscription_id,
-    )
+    return render(request, "delivery.html", actor, title=f"Delivery {delivery_id}", details=details)
 
 
 @router.post("/deliveries/{delivery_id}/resend", dependencies=[CsrfChecked])

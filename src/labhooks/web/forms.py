@@ -43,6 +43,44 @@ def sentence(label: str, message: str) -> str:
     return message
 
 
+# How a sentence about a field names it, by the field's last dotted name ("This" for others),
+# in every form.
+LABELS = {
+    "name": "The name",
+    "description": "The description",
+    "url": "The URL",
+    "target_url": "The target URL",
+    "headers": "Headers",
+    "key": "The key",
+    "value": "The value",
+    "signature_scheme": "The signature",
+    "model": "The model",
+    "unit": "The unit",
+    "trigger_events": "The trigger events",
+    "channels": "The channels",
+    "email": "This",  # its messages say what is wrong with it: "This is not an e-mail address"
+    "password": "The password",
+    "role": "The role",
+    "organization_id": "The organisation",
+    "user_id": "The user",
+    "channel_id": "The channel",
+}
+
+
+def labelled(name: str, message: str, labels: dict[str, str] = LABELS) -> str:
+    """A message about the field `name`, as a sentence naming it."""
+    return sentence(labels.get(name, "This"), message)
+
+
+def validated(model: type[Input], data: dict[str, Any]) -> Input:
+    """The service's input from what a form posted; Pydantic's refusal as InvalidInput, in
+    labhooks' field names and plain words."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(field_errors(exc)) from None
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Pydantic's errors as labhooks' dotted field names and plain words."""
     found = []
@@ -110,15 +148,8 @@ SCHEMES = {
 }
 
 
-_LABELS = {
-    "target_url": "The target URL",
-    "description": "The description",
-    "headers": "Headers",
-    "key": "The key",
-    "value": "The value",
-    "channels": "The selection",
-    "signature_scheme": "The signature",
-}
+# The subscription form calls its channels what its page does.
+_SUBSCRIPTION_LABELS = LABELS | {"channels": "The selection"}
 
 
 @dataclass
@@ -194,9 +225,9 @@ class SubscriptionForm:
         if active is not None:
             data["active"] = active
         try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            errors = field_errors(exc)
+            return validated(model, data)
+        except InvalidInput as exc:
+            errors = exc.errors
         # Refused here, the service never sees the target URL: say what it would have said of
         # it too (an empty one, above all), so every field's error shows at once.
         if not any(e.field == "target_url" for e in errors):
@@ -212,8 +243,8 @@ class SubscriptionForm:
             parts = error.field.split(".")
             # a header's error goes beside its row (headers.<i>.key / .value), others by field
             key = error.field if parts[0] == "headers" and len(parts) == 3 else parts[0]
-            label = _LABELS.get(parts[-1] if key != parts[0] else key, "This")
-            self.errors.setdefault(key, sentence(label, error.message))
+            name = parts[-1] if key != parts[0] else key
+            self.errors.setdefault(key, labelled(name, error.message, _SUBSCRIPTION_LABELS))
 
     async def name_selection(self, db: AsyncSession, owner: Actor) -> None:
         """Device and channel names for the selected pairs the owner may access (an id that is

@@ -169,7 +169,8 @@ function removeChannelRow(button) {
   const row = button.closest(".channel-row");
   const next = row.nextElementSibling || row.previousElementSibling;
   row.remove();
-  (next ? next.querySelector("input:not([type=hidden])") : document.getElementById("add-channel")).focus();
+  // a stored channel's key is read-only: its name is the first input to change
+  (next ? next.querySelector("input:not([type=hidden]):not([readonly])") : document.getElementById("add-channel")).focus();
 }
 
 // A public key or its URL, to hand to receivers. Browsers let only secure contexts (HTTPS,
