@@ -129,9 +129,10 @@ async def update_user(
     if data.role is not None and data.role.value != user.role:
         if not may_administer or user.is_server_admin:
             raise PermissionDenied("Only an organisation administrator may change roles.")
-        if user.role == Role.ADMIN:
-            await _keep_an_administrator(db, user, DEMOTED)
+        was_admin = user.role == Role.ADMIN
         user.role = data.role.value
+        if was_admin:
+            await _keep_an_administrator(db, user, DEMOTED)
     if data.name is not None:
         user.name = data.name.strip()
     if data.password is not None:
@@ -146,23 +147,25 @@ async def update_user(
 
 
 async def _keep_an_administrator(db: AsyncSession, user: User, change: str) -> None:
-    """An organisation keeps at least one administrator: without one nobody could register
-    target URLs, manage devices or add users until a server administrator stepped in."""
-    # The organisation's row is locked so that two administrators demoting each other at the
-    # same moment cannot both pass (PostgreSQL; SQLite has one writer at a time anyway).
+    """After `user` was demoted or deleted (not yet committed): the organisation must keep at
+    least one administrator, or nobody could register target URLs, manage devices or add users
+    until a server administrator stepped in. Conflict, and the caller's change is rolled back.
+
+    Two administrators demoting each other at the same moment cannot both pass. On PostgreSQL
+    the organisation's row is locked, so the second counts after the first committed. On SQLite
+    the change is written first: the write holds the database's one write lock until commit, so
+    the count sees every other change (SQLite reads outside a write see only what was
+    committed, and would let both pass)."""
+    await db.flush()
     await db.scalar(
         select(Organization.id).where(Organization.id == user.organization_id).with_for_update()
     )
-    others = await db.scalar(
+    administrators = await db.scalar(
         select(func.count())
         .select_from(User)
-        .where(
-            User.organization_id == user.organization_id,
-            User.role == Role.ADMIN.value,
-            User.id != user.id,
-        )
+        .where(User.organization_id == user.organization_id, User.role == Role.ADMIN.value)
     )
-    if not others:
+    if not administrators:
         raise Conflict(
             f"{user.name} is the organisation's only administrator and cannot be {change}; "
             "make another user an administrator first.",
@@ -189,10 +192,11 @@ async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:
         raise PermissionDenied("Only an organisation administrator may delete users.")
     if user.id == actor.user_id:
         raise Conflict("You cannot delete your own account.")
-    if user.role == Role.ADMIN:
-        await _keep_an_administrator(db, user, "deleted")
+    was_admin = user.role == Role.ADMIN
     await delete_subscriptions(db, await owned_by(db, user.id))
     await db.execute(delete(User).where(User.id == user.id))
+    if was_admin:
+        await _keep_an_administrator(db, user, "deleted")
     await db.commit()
 
 
