@@ -21,6 +21,7 @@ from labhooks.dependencies import AppState
 from labhooks.domain.network import AddressPolicy
 from labhooks.security import Passwords, SecretBox
 from labhooks.security_headers import SecurityHeaders, documentation_policies
+from labhooks.services import lab_rules
 from labhooks.services.events import Waiters
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.services.tokens import LoginLimits
@@ -68,16 +69,19 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
         )
         app.state.labhooks = state
         stop = asyncio.Event()
-        worker = None
+        background = []
         if with_worker:
-            worker = asyncio.create_task(run_worker(settings, database, box, stop, state.recorded))
+            background = [
+                asyncio.create_task(run_worker(settings, database, box, stop, state.recorded)),
+                asyncio.create_task(lab_rules.run_timer(database, stop, settings.poll_interval)),
+            ]
         try:
             async with notify.listening(database, {notify.ATTEMPTS: state.recorded}):
                 yield
         finally:
             stop.set()
-            if worker is not None:
-                await worker
+            if background:
+                await asyncio.gather(*background)
             await database.dispose()
 
     app = Labhooks(

@@ -242,6 +242,7 @@ def run_worker() -> None:
     """Run a delivery worker alone; start as many as needed against one PostgreSQL.
     Stops cleanly on SIGINT/SIGTERM, finishing the attempts in flight."""
     from labhooks.delivery.worker import run_worker
+    from labhooks.services.lab_rules import run_timer
 
     settings = _settings()
     _logging()
@@ -251,7 +252,11 @@ def run_worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_worker(settings, database, SecretBox(settings.resolved_secret_key()), stop)
+        box = SecretBox(settings.resolved_secret_key())
+        await asyncio.gather(
+            run_worker(settings, database, box, stop),
+            run_timer(database, stop, settings.poll_interval),
+        )
 
     _with_database(settings, work)
 

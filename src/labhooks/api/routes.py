@@ -10,6 +10,7 @@ from labhooks.api.routers import (
     deliveries,
     devices,
     events,
+    lab_rules,
     organizations,
     subscriptions,
     target_urls,
@@ -20,7 +21,16 @@ from labhooks.dependencies import State
 
 def api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
-    for module in (organizations, users, target_urls, devices, subscriptions, deliveries, events):
+    for module in (
+        organizations,
+        users,
+        target_urls,
+        devices,
+        lab_rules,
+        subscriptions,
+        deliveries,
+        events,
+    ):
         api.include_router(module.router)
     return api
 

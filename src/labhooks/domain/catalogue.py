@@ -24,6 +24,7 @@ class _EventData(BaseModel):
 
 
 DeviceStatus = Literal["online", "offline", "error"]
+DEVICE_STATUS_CHANGED = "device.status_changed"
 
 
 class DataPointCreated(_EventData):
@@ -41,10 +42,18 @@ class DeviceStatusChanged(_EventData):
 
 
 class IncidentChanged(_EventData):
+    """labhooks publishes these itself, from channel thresholds (services.lab_rules); a gateway
+    that judges its own limits may publish them too."""
+
     level: Literal["warning", "critical"]
-    comparator: Literal[">", ">=", "<", "<=", "==", "!="]
-    threshold: float
-    value: float
+    comparator: Literal[">", ">=", "<", "<=", "==", "!=", "outside"]
+    threshold: float = Field(description="The limit; with `outside`, the range's low end")
+    upper: float | None = Field(None, description="With `outside`: the range's high end")
+    value: float = Field(description="The value that opened (or closed) the incident")
+    incident_id: str | None = None
+    incident_url: str | None = Field(None, description="The incident in labhooks' API")
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
 
 
 class CommandCompleted(_EventData):
@@ -128,7 +137,15 @@ class EventType:
             ) from None
 
 
-_INCIDENT = {"level": "warning", "comparator": ">", "threshold": 8.5, "value": 8.62}
+_INCIDENT = {
+    "level": "warning",
+    "comparator": ">",
+    "threshold": 8.5,
+    "value": 8.62,
+    "incident_id": "inc_01JD7Q2K8Y3M4N5P6R7S8T9V0W",
+    "incident_url": "/api/v1/incidents/inc_01JD7Q2K8Y3M4N5P6R7S8T9V0W",
+    "opened_at": "2026-11-29T10:15:00Z",
+}
 
 EVENT_TYPES: dict[str, EventType] = {
     t.name: t

@@ -23,7 +23,7 @@ from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.ids import new_id
 from labhooks.domain.outcomes import DeliveryStatus
 from labhooks.domain.people import Actor
-from labhooks.services.events import references
+from labhooks.services.fanout import references
 from labhooks.services.inputs import Input
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.services.subscriptions import SubscriptionService

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
-from labhooks.domain.catalogue import EVENT_TYPES
+from labhooks.domain.catalogue import DEVICE_STATUS_CHANGED, EVENT_TYPES
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from labhooks.domain.people import Actor
 from labhooks.services.inputs import Input, Name
@@ -20,6 +20,7 @@ from labhooks.storage.models import (
     Device,
     SubscriptionSelection,
     User,
+    utcnow,
 )
 
 
@@ -30,15 +31,26 @@ class ChannelIn(Input):
     trigger_events: list[str] = Field(default_factory=list)
 
 
+HEARTBEAT = Field(
+    None,
+    gt=0,
+    le=7 * 24 * 3600,
+    description="Seconds between the device's reports at the longest; silent for twice this, "
+    "it goes offline (device.status_changed on its channels that offer it). null: not watched",
+)
+
+
 class DeviceCreate(Input):
     name: Name
     model: str | None = Field(None, max_length=200)
     channels: list[ChannelIn] = Field(default_factory=list, max_length=500)
+    heartbeat_s: float | None = HEARTBEAT
 
 
 class DeviceUpdate(Input):
     name: Name | None = None
     model: str | None = Field(None, max_length=200)
+    heartbeat_s: float | None = HEARTBEAT
     channels: list[ChannelIn] | None = Field(
         None,
         max_length=500,
@@ -106,6 +118,23 @@ def _new_channel(organization_id: str, data: ChannelIn) -> Channel:
     )
 
 
+def _watch(device: Device, heartbeat_s: float | None) -> None:
+    """Liveness (services.lab_rules): a watched device reports its status on a channel that
+    offers device.status_changed; silence is counted from now until it sends something."""
+    if heartbeat_s is None:
+        device.heartbeat_s = device.last_seen_at = device.liveness = None
+        return
+    if not any(DEVICE_STATUS_CHANGED in channel.trigger_events for channel in device.channels):
+        raise InvalidInput.single(
+            "heartbeat_s",
+            f"a device whose liveness is watched needs a channel offering {DEVICE_STATUS_CHANGED}, "
+            "where going offline and online is published",
+        )
+    if device.heartbeat_s is None:
+        device.last_seen_at = utcnow()
+    device.heartbeat_s = heartbeat_s
+
+
 async def create_device(db: AsyncSession, actor: Actor, data: DeviceCreate) -> Device:
     organization_id = actor.require_org_admin()
     _check_channels(data.channels)
@@ -115,6 +144,7 @@ async def create_device(db: AsyncSession, actor: Actor, data: DeviceCreate) -> D
         model=data.model,
         channels=[_new_channel(organization_id, c) for c in data.channels],
     )
+    _watch(device, data.heartbeat_s)
     db.add(device)
     await db.commit()
     return await get_device(db, actor, device.id)
@@ -149,6 +179,10 @@ async def update_device(
             )
             kept.append(channel)
         device.channels = kept
+    if "heartbeat_s" in data.model_fields_set:
+        _watch(device, data.heartbeat_s)
+    elif device.heartbeat_s is not None:
+        _watch(device, device.heartbeat_s)  # the channels changed: one must still take it
     await db.commit()
     db.expire(device)
     return await get_device(db, actor, device_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import exists, or_, select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -28,21 +28,18 @@ from labhooks.domain.errors import (
 )
 from labhooks.domain.ids import new_id
 from labhooks.domain.people import Actor, Role, TokenScope
+from labhooks.services import lab_rules
 from labhooks.services.devices import accessible_channels
+from labhooks.services.fanout import fan_out, references
 from labhooks.services.inputs import Input
-from labhooks.services.organizations import load_organization
 from labhooks.signals import Signal
 from labhooks.storage import events as events_table
-from labhooks.storage import queue
 from labhooks.storage.models import (
     Channel,
-    ChannelGrant,
     Delivery,
     DeliveryAttempt,
     Device,
     Event,
-    SubscriptionSelection,
-    User,
     WebhookSubscription,
     utcnow,
 )
@@ -93,14 +90,6 @@ class _Valid:
     device: dict[str, Any]  # as the webhook body names it
     channel: dict[str, Any]
     data: dict[str, Any]
-
-
-def references(device: Device, channel: Channel) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The device and the channel as every webhook body names them."""
-    return (
-        {"id": device.id, "name": device.name},
-        {"id": channel.id, "key": channel.key, "name": channel.name, "unit": channel.unit},
-    )
 
 
 def require_publisher(actor: Actor) -> str:
@@ -254,15 +243,8 @@ async def _store(
         if conflicts:
             raise _conflict(conflicts)
     fresh = [row for i, row in rows.items() if i in stored_ids]
-    deliveries: list[tuple[str, str]] = []
-    if fresh and (await load_organization(db, organization_id)).webhooks_enabled:
-        targets = await _matching_subscriptions(db, organization_id, fresh)
-        pairs = [
-            (subscription_id, row["id"])
-            for row in fresh
-            for subscription_id in targets.get((row["channel_id"], row["type"]), [])
-        ]
-        deliveries = await queue.enqueue(db, organization_id, pairs)
+    fresh += await lab_rules.apply(db, organization_id, fresh, now)
+    deliveries = await fan_out(db, organization_id, fresh)
     await db.commit()
     return Published(event_ids, duplicate, deliveries)
 
@@ -293,41 +275,6 @@ def _reused(key: str, index: int | None) -> FieldError:
 
 def _conflict(errors: list[FieldError]) -> Conflict:
     return Conflict(f"{errors[0].field}: {errors[0].message}", errors=errors)
-
-
-async def _matching_subscriptions(
-    db: AsyncSession, organization_id: str, events: list[dict[str, Any]]
-) -> dict[tuple[str, str], list[str]]:
-    """(channel id, event type) → active subscriptions whose owner may access the channel.
-
-    One indexed query for the whole batch, whatever its size."""
-    pairs = {(e["channel_id"], e["type"]) for e in events}
-    if not pairs:
-        return {}
-    selection = SubscriptionSelection
-    owner_may_access = or_(
-        User.role == Role.ADMIN.value,
-        exists().where(
-            ChannelGrant.user_id == User.id, ChannelGrant.channel_id == selection.channel_id
-        ),
-    )
-    rows = await db.execute(
-        select(selection.channel_id, selection.event_type, WebhookSubscription.id)
-        .join(WebhookSubscription, WebhookSubscription.id == selection.subscription_id)
-        .join(User, User.id == WebhookSubscription.owner_id)
-        .where(
-            tuple_(selection.channel_id, selection.event_type).in_(pairs),
-            WebhookSubscription.organization_id == organization_id,
-            WebhookSubscription.active.is_(True),
-            WebhookSubscription.deleted_at.is_(None),
-            owner_may_access,
-        )
-        .order_by(WebhookSubscription.id)
-    )
-    targets: dict[tuple[str, str], list[str]] = {}
-    for channel_id, event_type, subscription_id in rows:
-        targets.setdefault((channel_id, event_type), []).append(subscription_id)
-    return targets
 
 
 # -- reading, and request/response ---------------------------------------------------------

@@ -127,6 +127,10 @@ class Device(Base):
     name: Mapped[str] = mapped_column(String(200))
     model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # liveness (services.lab_rules): silent for twice the heartbeat, the device is offline
+    heartbeat_s: Mapped[float | None] = mapped_column(Float)
+    last_seen_at: Mapped[datetime | None]
+    liveness: Mapped[str | None] = mapped_column(String(10))  # online, offline; None: not watched
 
     channels: Mapped[list[Channel]] = relationship(
         back_populates="device",
@@ -260,6 +264,63 @@ class Event(Base):
     )
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Threshold(Base):
+    """A channel's threshold (domain.thresholds.Rule) and where it stands (State): updated as
+    the channel's data points are stored, and by the timer for holds that run out."""
+
+    __tablename__ = "thresholds"
+
+    id: Mapped[str] = _id("thr")
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    channel_id: Mapped[str] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[str] = mapped_column(String(20))
+    comparator: Mapped[str] = mapped_column(String(10))
+    value: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float | None] = mapped_column(Float)
+    hysteresis: Mapped[float] = mapped_column(Float, default=0.0)
+    hold_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(10), default="normal")
+    since: Mapped[datetime | None]
+    last_at: Mapped[datetime | None]
+    last_value: Mapped[float | None] = mapped_column(Float)
+
+
+class Incident(Base):
+    """A threshold's incident: opened when its condition held, closed when it cleared."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = _id("inc")
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    threshold_id: Mapped[str | None] = mapped_column(
+        ForeignKey("thresholds.id", ondelete="SET NULL"), index=True
+    )
+    # the threshold while the incident is open, NULL once closed: one open incident per
+    # threshold, whichever process opens it (NULLs are distinct on both databases)
+    open_threshold_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(20))
+    comparator: Mapped[str] = mapped_column(String(10))
+    threshold_value: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float | None] = mapped_column(Float)
+    opened_at: Mapped[datetime]
+    opened_value: Mapped[float] = mapped_column(Float)
+    closed_at: Mapped[datetime | None]
+    closed_value: Mapped[float | None] = mapped_column(Float)
+    acknowledged_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    acknowledged_at: Mapped[datetime | None]
+    acknowledgement_note: Mapped[str | None] = mapped_column(Text)
 
 
 class LoginThrottle(Base):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
@@ -29,6 +29,9 @@ class DevicePublic(BaseModel):
     model: str | None
     channels: list[ChannelPublic]
     created_at: datetime
+    heartbeat_s: float | None
+    liveness: Literal["online", "offline"] | None = None
+    last_seen_at: datetime | None
 
 
 class DeviceSummary(BaseModel):

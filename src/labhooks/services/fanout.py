@@ -1,0 +1,134 @@
+"""Fan-out: stored events become deliveries to the subscriptions that listen to them, in the
+caller's transaction. Published events take this way, and the events labhooks makes itself
+(incidents, liveness)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labhooks.domain.catalogue import webhook_payload
+from labhooks.domain.ids import new_id
+from labhooks.domain.people import Role
+from labhooks.services.organizations import load_organization
+from labhooks.storage import events as events_table
+from labhooks.storage import queue
+from labhooks.storage.models import (
+    Channel,
+    ChannelGrant,
+    Device,
+    SubscriptionSelection,
+    User,
+    WebhookSubscription,
+)
+
+
+def references(device: Device, channel: Channel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The device and the channel as every webhook body names them."""
+    return (
+        {"id": device.id, "name": device.name},
+        {"id": channel.id, "key": channel.key, "name": channel.name, "unit": channel.unit},
+    )
+
+
+async def fan_out(
+    db: AsyncSession, organization_id: str, events: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """Queues a delivery of each event (stored rows) to each matching subscription, if the
+    organisation's webhooks are on; returns (delivery id, subscription id) pairs."""
+    if not events or not (await load_organization(db, organization_id)).webhooks_enabled:
+        return []
+    targets = await _matching_subscriptions(db, organization_id, events)
+    pairs = [
+        (subscription_id, row["id"])
+        for row in events
+        for subscription_id in targets.get((row["channel_id"], row["type"]), [])
+    ]
+    return await queue.enqueue(db, organization_id, pairs)
+
+
+async def store_own_events(
+    db: AsyncSession, organization_id: str, made: list[OwnEvent]
+) -> list[dict[str, Any]]:
+    """Stores events labhooks makes itself, each under its idempotency key (made twice, stored
+    once); returns the rows stored now, for fan_out."""
+    rows = [event.row(organization_id) for event in made]
+    stored = await events_table.insert_new(db, rows)
+    return [row for row in rows if row["id"] in stored]
+
+
+@dataclass(frozen=True)
+class OwnEvent:
+    """An event labhooks publishes itself about a device's channel, under a key that makes it
+    once however often it is made."""
+
+    key: str
+    type: str
+    occurred_at: datetime
+    device: dict[str, Any]  # as the webhook body names it (references)
+    channel: dict[str, Any]
+    data: dict[str, Any]
+    now: datetime
+
+    def row(self, organization_id: str) -> dict[str, Any]:
+        event_id = new_id("evt")
+        return {
+            "id": event_id,
+            "organization_id": organization_id,
+            "device_id": self.device["id"],
+            "channel_id": self.channel["id"],
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "payload": webhook_payload(
+                event_id=event_id,
+                event_type=self.type,
+                occurred_at=self.occurred_at,
+                device=self.device,
+                channel=self.channel,
+                data=self.data,
+            ),
+            "idempotency_key": self.key,
+            "request_fingerprint": None,
+            "published_by_token_id": None,
+            "is_test": False,
+            "created_at": self.now,
+        }
+
+
+async def _matching_subscriptions(
+    db: AsyncSession, organization_id: str, events: list[dict[str, Any]]
+) -> dict[tuple[str, str], list[str]]:
+    """(channel id, event type) → active subscriptions whose owner may access the channel.
+
+    One indexed query for the whole batch, whatever its size."""
+    pairs = {(e["channel_id"], e["type"]) for e in events}
+    if not pairs:
+        return {}
+    selection = SubscriptionSelection
+    owner_may_access = or_(
+        User.role == Role.ADMIN.value,
+        exists().where(
+            ChannelGrant.user_id == User.id, ChannelGrant.channel_id == selection.channel_id
+        ),
+    )
+    rows = await db.execute(
+        select(selection.channel_id, selection.event_type, WebhookSubscription.id)
+        .join(WebhookSubscription, WebhookSubscription.id == selection.subscription_id)
+        .join(User, User.id == WebhookSubscription.owner_id)
+        .where(
+            tuple_(selection.channel_id, selection.event_type).in_(pairs),
+            WebhookSubscription.organization_id == organization_id,
+            WebhookSubscription.active.is_(True),
+            WebhookSubscription.deleted_at.is_(None),
+            owner_may_access,
+        )
+        .order_by(WebhookSubscription.id)
+    )
+    targets: dict[tuple[str, str], list[str]] = {}
+    for channel_id, event_type, subscription_id in rows:
+        targets.setdefault((channel_id, event_type), []).append(subscription_id)
+    return targets

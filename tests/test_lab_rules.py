@@ -1,0 +1,216 @@
+"""Lab rules through the API, on both databases: thresholds open and close incidents that
+arrive signed at a real receiver; holds that run out and devices that fall silent are the
+worker's timer's; what a person gets wrong is named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+from tests.api import Api, Lab, problem_fields, unique
+from tests.live import wait_until
+from tests.receiver import Receiver
+
+PH_METER = [
+    {"key": "ph", "name": "pH", "unit": "pH", "trigger_events": ["data_point.created"]},
+    {"key": "status", "name": "Status", "unit": None, "trigger_events": ["device.status_changed"]},
+]
+
+
+def ph_meter(lab: Lab, **extra: Any) -> dict[str, Any]:
+    body = {"name": unique("pH meter"), "model": "S400", "channels": PH_METER} | extra
+    return dict(lab.admin.ok("POST", "/devices", body, 201))
+
+
+def thresholds_of(device: dict[str, Any]) -> str:
+    return f"/devices/{device['id']}/channels/{device['channels'][0]['id']}/thresholds"
+
+
+def subscribe(
+    lab: Lab, receiver: Receiver, channel_id: str, events: list[str]
+) -> tuple[str, dict[str, Any], str]:
+    """A subscription of a fresh receiver path to `events` of the channel: (path, it, secret)."""
+    lab.register(receiver.url("/"))
+    path = unique("/rules").replace("-", "/")
+    body = {
+        "target_url": receiver.url(path),
+        "channels": [{"channel_id": channel_id, "events": events}],
+    }
+    subscription = lab.admin.ok("POST", "/webhook-subscriptions", body, 201)
+    secret = lab.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}/secret")["key"]
+    return path, subscription, secret
+
+
+def reading(device: dict[str, Any], value: float, at: datetime) -> dict[str, Any]:
+    return {
+        "device_id": device["id"],
+        "channel_key": "ph",
+        "type": "data_point.created",
+        "data": {"value": value, "unit": "pH"},
+        "occurred_at": at.isoformat(),
+    }
+
+
+def publish(api: Api, *events: dict[str, Any]) -> None:
+    response = api.post("/events", list(events))
+    assert response.status_code == 202, response.text
+
+
+def test_a_ph_series_crossing_a_limit_opens_one_incident_and_closes_it(
+    lab: Lab, receiver: Receiver
+) -> None:
+    device = ph_meter(lab)
+    threshold = lab.admin.ok(
+        "POST",
+        thresholds_of(device),
+        {"level": "critical", "comparator": ">", "value": 8.5, "hysteresis": 0.2, "hold_s": 5},
+        201,
+    )
+    channel = lab.admin.ok("GET", f"/devices/{device['id']}")["channels"][0]
+    assert {"incident.opened", "incident.closed"} <= set(channel["trigger_events"])
+    path, subscription, secret = subscribe(
+        lab, receiver, channel["id"], ["incident.opened", "incident.closed"]
+    )
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+    series = [(8.0, 0), (8.6, 1), (8.7, 3), (8.8, 7), (8.4, 8), (8.6, 9), (8.2, 10), (8.0, 11)]
+    for value, second in series:  # one request each, as a gateway posts readings
+        publish(lab.admin, reading(device, value, t0 + timedelta(seconds=second)))
+
+    opened, closed = receiver.wait_for(path, 2)
+    bodies = [Webhook(secret).verify(r.body, r.headers) for r in (opened, closed)]
+    assert [b["type"] for b in bodies] == ["incident.opened", "incident.closed"]
+    data = bodies[0]["data"]
+    assert data["device"]["id"] == device["id"] and data["channel"]["key"] == "ph"
+    assert (data["level"], data["comparator"], data["threshold"], data["value"]) == (
+        "critical",
+        ">",
+        8.5,
+        8.8,  # the hold of 5 s was complete at the reading of second 7
+    )
+    assert bodies[1]["data"]["value"] == 8.2  # 8.4 is within the hysteresis: still open
+    assert bodies[0]["data"]["incident_id"] == bodies[1]["data"]["incident_id"]
+    incidents = lab.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"]
+    assert len(incidents) == 1
+    incident = incidents[0]
+    assert incident["threshold_id"] == threshold["id"]
+    assert (incident["opened_value"], incident["closed_value"]) == (8.8, 8.2)
+    assert data["incident_url"] == f"/api/v1/incidents/{incident['id']}"
+    # stored state, not a wait: nothing more was made than the two deliveries
+    deliveries = lab.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}/deliveries")
+    assert len(deliveries["items"]) == 2
+    assert lab.admin.ok("GET", f"/incidents?status=open&device_id={device['id']}")["items"] == []
+
+
+def test_points_of_one_batch_count_in_the_order_they_occurred(lab: Lab) -> None:
+    device = ph_meter(lab)
+    lab.admin.ok(
+        "POST", thresholds_of(device), {"comparator": ">=", "value": 8.5, "hold_s": 4}, 201
+    )
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+    # given newest first: in time order they held from second 1 to second 6
+    batch = [(8.9, 6), (8.2, 0), (8.5, 1), (8.7, 3)]
+    publish(lab.admin, *[reading(device, v, t0 + timedelta(seconds=s)) for v, s in batch])
+    # a late reading from before the hold does not close what opened
+    publish(lab.admin, reading(device, 7.0, t0 + timedelta(seconds=2)))
+    [incident] = lab.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"]
+    assert incident["opened_value"] == 8.9 and incident["closed_at"] is None
+    assert incident["opened_at"].startswith(
+        (t0 + timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%S")
+    )
+
+
+def test_a_hold_that_runs_out_in_silence_opens_the_incident_by_the_timer(lab: Lab) -> None:
+    device = ph_meter(lab)
+    lab.admin.ok(
+        "POST",
+        thresholds_of(device),
+        {"comparator": "outside", "value": 6, "upper": 8, "hold_s": 1},
+        201,
+    )
+    at = datetime.now(UTC)
+    publish(lab.admin, reading(device, 5.1, at))  # bad, and then nothing more
+    assert lab.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"] == []
+
+    def opened() -> list[dict[str, Any]]:
+        return list(lab.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"])
+
+    wait_until(lambda: len(opened()) == 1, "the timer to open the incident")
+    incident = opened()[0]
+    assert incident["opened_value"] == 5.1 and incident["upper"] == 8
+    when = datetime.fromisoformat(incident["opened_at"])
+    assert abs((when - at).total_seconds() - 1) < 0.01  # when the hold was complete
+
+
+def test_a_device_that_falls_silent_goes_offline_and_comes_back_online(
+    lab: Lab, receiver: Receiver
+) -> None:
+    device = ph_meter(lab, heartbeat_s=0.5)
+    status_channel = device["channels"][1]["id"]
+    path, _, secret = subscribe(lab, receiver, status_channel, ["device.status_changed"])
+    [offline] = receiver.wait_for(path, 1)
+    assert Webhook(secret).verify(offline.body, offline.headers)["data"]["status"] == "offline"
+    assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] == "offline"
+    publish(lab.admin, reading(device, 7.0, datetime.now(UTC)))
+    online = receiver.wait_for(path, 2)[1]
+    body = Webhook(secret).verify(online.body, online.headers)
+    assert (body["data"]["status"], body["data"]["previous_status"]) == ("online", "offline")
+    assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] == "online"
+    # no longer watched: it never goes offline again
+    lab.admin.ok("PATCH", f"/devices/{device['id']}", {"heartbeat_s": None})
+    assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] is None
+
+
+def test_what_a_person_gets_wrong_is_named(lab: Lab) -> None:
+    device = ph_meter(lab)
+    url = thresholds_of(device)
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({"comparator": "outside", "value": 8}, {"upper"}),
+        ({"comparator": "outside", "value": 8, "upper": 6}, {"upper"}),
+        ({"comparator": ">", "value": 8, "hysteresis": -1, "hold_s": -2}, {"hysteresis", "hold_s"}),
+        ({"comparator": "=>", "value": 8}, {"comparator"}),
+        ({"comparator": ">", "value": "high"}, {"value"}),
+        ({"comparator": ">", "value": 8, "level": "urgent"}, {"level"}),
+    ]
+    for body, fields in cases:
+        response = lab.admin.post(url, body)
+        assert response.status_code == 422 and set(problem_fields(response)) == fields, (
+            body,
+            response.text,
+        )
+    status_only = f"/devices/{device['id']}/channels/{device['channels'][1]['id']}/thresholds"
+    refused = lab.admin.post(status_only, {"comparator": ">", "value": 1})
+    assert refused.status_code == 422 and "channel_id" in problem_fields(refused)
+    unwatchable = lab.admin.post(
+        "/devices",
+        {"name": unique("d"), "channels": [PH_METER[0]], "heartbeat_s": 60},
+    )
+    assert unwatchable.status_code == 422 and "heartbeat_s" in problem_fields(unwatchable)
+    member, _ = lab.add_member()
+    assert member.post(url, {"comparator": ">", "value": 8}).status_code == 403
+    assert lab.admin.get(f"/devices/{device['id']}/channels/chn_nope/thresholds").status_code == 404
+    assert lab.admin.ok("GET", url) == []  # nothing was stored
+
+
+def test_incidents_are_listed_filtered_and_acknowledged(lab: Lab) -> None:
+    device = ph_meter(lab)
+    threshold = lab.admin.ok(
+        "POST", thresholds_of(device), {"level": "warning", "comparator": "<", "value": 6}, 201
+    )
+    publish(lab.admin, reading(device, 5.0, datetime.now(UTC)))
+    [incident] = lab.admin.ok("GET", f"/incidents?status=open&device_id={device['id']}")["items"]
+    assert lab.admin.ok("GET", f"/incidents?level=critical&device_id={device['id']}")["items"] == []
+    member, _ = lab.add_member()
+    acknowledge = f"/incidents/{incident['id']}/acknowledge"
+    assert member.post(acknowledge, {"note": "on it"}).status_code == 403
+    done = lab.admin.ok("POST", acknowledge, {"note": "  probe recalibrated  "})
+    assert (
+        done["acknowledged_by"] == lab.admin_id
+        and done["acknowledgement_note"] == "probe recalibrated"
+    )
+    assert done["acknowledged_at"] is not None
+    # deleting the threshold closes its open incident: nothing else could
+    assert lab.admin.delete(f"/thresholds/{threshold['id']}").status_code == 204
+    closed = lab.admin.ok("GET", f"/incidents/{incident['id']}")
+    assert closed["closed_at"] is not None and closed["threshold_id"] is None
