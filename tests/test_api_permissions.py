@@ -69,6 +69,30 @@ class World:
         user = self.fresh_user()
         return str(self.lab.grant(user, self.device["channels"][1]["id"])["id"])
 
+    def thresholds(self) -> str:
+        return (
+            f"/devices/{self.device['id']}/channels/{self.device['channels'][0]['id']}/thresholds"
+        )
+
+    def fresh_threshold(self) -> str:
+        body = {"comparator": ">", "value": 1000}
+        return str(self.admin.ok("POST", self.thresholds(), body, 201)["id"])
+
+    def fresh_incident(self) -> str:
+        """An open incident: a threshold of its own device, crossed."""
+        device = self.lab.add_device()
+        channel = device["channels"][0]["id"]
+        path = f"/devices/{device['id']}/channels/{channel}/thresholds"
+        self.admin.ok("POST", path, {"comparator": "<", "value": 0}, 201)
+        self.admin.ok(
+            "POST",
+            "/events",
+            self.event() | {"device_id": device["id"], "data": {"value": -1}},
+            202,
+        )
+        [incident] = self.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"]
+        return str(incident["id"])
+
     def fresh_failed_delivery(self) -> str:
         """A delivery of the failing subscription that has failed, so it may be resent."""
         event_id = self.admin.ok("POST", "/events", self.event(), 202)["event_ids"][0]
@@ -161,6 +185,7 @@ def the_subscription(w: World) -> str:
 SUBSCRIPTION = "/webhook-subscriptions/{subscription_id}"
 ORG_ADMIN_ONLY = "SA=403 OA=200 M=403 PUB=403 AN=401"
 OWNER_OR_ADMIN = "OA=200 M=200 M2=404 OB=404 PUB=403 AN=401"
+THRESHOLDS = "/devices/{device_id}/channels/{channel_id}/thresholds"
 
 # (method, route as the API serves it under /api/v1, how to fill its path, body, who gets what)
 ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
@@ -431,6 +456,48 @@ ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
         {"event_id": lambda w: w.event_id},
         None,
         "SA=403 OA=200 M=200 M2=404 OB=404 PUB=404 AN=401",  # PUB: not its event
+    ),
+    (
+        "GET",
+        THRESHOLDS,
+        {
+            "device_id": lambda w: w.device["id"],
+            "channel_id": lambda w: w.device["channels"][0]["id"],
+        },
+        None,
+        "SA=403 OA=200 M=200 M2=200 OB=404 PUB=403 AN=401",
+    ),
+    (
+        "POST",
+        THRESHOLDS,
+        {
+            "device_id": lambda w: w.device["id"],
+            "channel_id": lambda w: w.device["channels"][0]["id"],
+        },
+        lambda w: {"comparator": ">", "value": 1000},
+        "SA=403 OA=201 M=403 OB=404 PUB=403 AN=401",
+    ),
+    (
+        "DELETE",
+        "/thresholds/{threshold_id}",
+        {"threshold_id": lambda w: w.fresh_threshold()},
+        None,
+        "SA=403 OA=204 M=403 OB=404 PUB=403 AN=401",
+    ),
+    ("GET", "/incidents", {}, None, "SA=403 OA=200 M=200 PUB=403 AN=401"),
+    (
+        "GET",
+        "/incidents/{incident_id}",
+        {"incident_id": lambda w: w.fresh_incident()},
+        None,
+        "SA=403 OA=200 M=200 M2=200 OB=404 PUB=403 AN=401",
+    ),
+    (
+        "POST",
+        "/incidents/{incident_id}/acknowledge",
+        {"incident_id": lambda w: w.fresh_incident()},
+        lambda w: {"note": "on it"},
+        "SA=403 OA=200 M=403 OB=404 PUB=403 AN=401",
     ),
 ]
 
