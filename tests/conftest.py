@@ -4,9 +4,10 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from labhooks.security import Passwords
 from labhooks.services.users import create_server_admin
@@ -14,8 +15,9 @@ from labhooks.settings import Settings
 from labhooks.storage.database import Database
 from tests import live
 from tests.api import Api, Lab, new_lab
+from tests.delivery_helpers import Wired
 from tests.receiver import Receiver
-from tests.web_helpers import record_csp_violations
+from tests.web_helpers import DESKTOP, chromium, record_csp_violations, screenshot_folder, seed_lab
 
 SERVER_ADMIN_EMAIL = "root@labhooks.test"
 SERVER_ADMIN_PASSWORD = "server admin password"
@@ -27,6 +29,7 @@ BY_MODULE = {
     "test_database_outage": "processes",
     "test_mqtt_processes": "processes",
     "test_opcua_processes": "processes",
+    "test_lab_rules_processes": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
     "test_load": "load",
@@ -149,9 +152,40 @@ def other_lab(server_admin: Api) -> Lab:
     return new_lab(server_admin)
 
 
-# The browser tests' page: each module opens its own `context` (viewport, time zone); every
-# click then runs under the Content-Security-Policy, and a test fails on anything it refused
-# (a test that provokes a violation on purpose clears the list).
+# The browser tests: each module gets its own Chromium, and each test a fresh `context` (at
+# DESKTOP, or as the module's own `context_options` fixture says: a time zone, the clipboard)
+# and `page`; every click then runs under the Content-Security-Policy, and a test fails on
+# anything it refused (a test that provokes a violation on purpose clears the list).
+
+
+@pytest.fixture(scope="module")
+def browser(server_admin: Api) -> Iterator[Browser]:
+    """Chromium for this module only, started after the server (see `chromium`)."""
+    yield from chromium()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return screenshot_folder(tmp_path_factory)
+
+
+@pytest.fixture
+def context_options() -> dict[str, Any]:
+    """What `browser.new_context` is given for `context`; a module overrides this fixture."""
+    return {"viewport": DESKTOP}
+
+
+@pytest.fixture
+def context(browser: Browser, context_options: dict[str, Any]) -> Iterator[BrowserContext]:
+    opened = browser.new_context(**context_options)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def lims(lab: Lab, receiver: Receiver) -> Wired:
+    """The seed's lab: two devices, the LIMS registered (see `seed_lab`)."""
+    return seed_lab(lab, receiver)
 
 
 @pytest.fixture

@@ -1,10 +1,15 @@
-"""A real labhooks server on a loopback port, and real databases for it to use."""
+"""A real labhooks server on a loopback port, and real databases for it to use; `labhooks`
+commands run as processes of their own, as an operator runs them; loopback ports, free or
+taken."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +46,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port that something listens on until the block ends."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])
+
+
+def command_environment(**settings: str) -> dict[str, str]:
+    """The environment a `labhooks` command gets: this one without the LABHOOKS_ variables the
+    test run was started with, plus `settings`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | settings
+
+
+@contextmanager
+def labhooks_process(
+    log: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`labhooks <args>` as a process of its own, its output appended to `log`, until the block
+    ends; then SIGTERM if it still runs, and its exit awaited. `env` defaults to
+    command_environment()."""
+    command = [sys.executable, "-m", "labhooks", *args]
+    environment = command_environment() if env is None else env
+    with (
+        log.open("ab") as out,
+        subprocess.Popen(command, env=environment, stdout=out, stderr=out) as process,
+    ):
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
 
 
 async def _postgres_admin(statement: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +13,13 @@ from pathlib import Path
 import httpx
 
 from labhooks.storage.migrate import head_revision
-from tests.live import free_port
+from tests.live import command_environment, free_port, taken_port
 
 LABHOOKS = [sys.executable, "-m", "labhooks"]
 
 
 def run(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | env
+    environment = command_environment(**env)
     return subprocess.run(
         [*LABHOOKS, *args], cwd=folder, env=environment, capture_output=True, text=True, timeout=60
     )
@@ -33,7 +31,6 @@ def running(folder: Path, *args: str) -> Iterator[str]:
     yields its base URL and stops it with SIGTERM afterwards."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
     log_path = folder / f"{args[0]}.log"
     with (
         log_path.open("w") as log,
@@ -42,7 +39,7 @@ def running(folder: Path, *args: str) -> Iterator[str]:
             cwd=folder,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=environment,
+            env=command_environment(),
         ) as process,
     ):
         try:
@@ -120,28 +117,14 @@ def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Pa
         printed = (tmp_path / "demo.log").read_text()
         assert "scientist@example.org" in printed and f"{base}/demo/inspector/" in printed
 
-        def token(email: str) -> str:
-            answer = httpx.post(
-                f"{base}/api/v1/tokens", json={"email": email, "password": "labhooks-demo"}
-            )
-            return str(answer.json()["token"])
-
-        scientist = {"Authorization": f"Bearer {token('scientist@example.org')}"}
-        admin = {"Authorization": f"Bearer {token('lab-admin@example.org')}"}
+        scientist = {"Authorization": f"Bearer {demo_token(base, 'scientist@example.org')}"}
+        admin = {"Authorization": f"Bearer {demo_token(base, 'lab-admin@example.org')}"}
         [weight] = [
             c
             for c in httpx.get(f"{base}/api/v1/channels", headers=scientist).json()["items"]
             if c["key"] == "weight" and c["device"]["name"] == "Balance XS205"
         ]
-        created = httpx.post(
-            f"{base}/api/v1/webhook-subscriptions",
-            headers=scientist,
-            json={
-                "target_url": f"{base}/demo/inspector/lims",
-                "channels": [{"channel_id": weight["id"], "events": ["data_point.created"]}],
-            },
-        )
-        assert created.status_code == 201, created.text
+        subscribe_inspector(base, scientist, weight["id"], "lims")
         published = httpx.post(
             f"{base}/api/v1/events?wait=10",
             headers=admin,
@@ -167,15 +150,7 @@ def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Pa
         ):
             assert time.monotonic() < deadline, "the simulated lab did not appear"
             time.sleep(0.2)
-        watched = httpx.post(
-            f"{base}/api/v1/webhook-subscriptions",
-            headers=scientist,
-            json={
-                "target_url": f"{base}/demo/inspector/simulated",
-                "channels": [{"channel_id": simulated[0]["id"], "events": ["data_point.created"]}],
-            },
-        )
-        assert watched.status_code == 201, watched.text
+        subscribe_inspector(base, scientist, simulated[0]["id"], "simulated")
         while "/simulated" not in httpx.get(f"{base}/demo/inspector/").text:
             assert time.monotonic() < deadline + 30, "no simulated reading arrived"
             time.sleep(0.2)
@@ -184,10 +159,7 @@ def test_demo_serves_a_lab_whose_deliveries_arrive_in_the_inspector(tmp_path: Pa
 
 
 def test_demo_on_a_port_in_use_says_so_and_writes_nothing(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = run(tmp_path, "demo", "--port", str(port))
     assert_one_line_error(result, f"port {port} cannot be used", "--port")
     assert result.stdout == ""
@@ -200,15 +172,7 @@ def test_the_demo_inspector_follows_the_port_it_is_served_on(tmp_path: Path) -> 
     with running(tmp_path, "demo") as first:
         admin = {"Authorization": f"Bearer {demo_token(first, 'lab-admin@example.org')}"}
         channel = httpx.get(f"{first}/api/v1/channels", headers=admin).json()["items"][0]
-        created = httpx.post(
-            f"{first}/api/v1/webhook-subscriptions",
-            headers=admin,
-            json={
-                "target_url": f"{first}/demo/inspector/lims",
-                "channels": [{"channel_id": channel["id"], "events": ["data_point.created"]}],
-            },
-        )
-        assert created.status_code == 201, created.text
+        subscribe_inspector(first, admin, channel["id"], "lims")
     with running(tmp_path, "demo") as second:
         assert f"{second}/demo/inspector/" in (tmp_path / "demo.log").read_text()
         admin = {"Authorization": f"Bearer {demo_token(second, 'lab-admin@example.org')}"}
@@ -235,3 +199,16 @@ def test_the_demo_inspector_follows_the_port_it_is_served_on(tmp_path: Path) -> 
 def demo_token(base: str, email: str) -> str:
     answer = httpx.post(f"{base}/api/v1/tokens", json={"email": email, "password": "labhooks-demo"})
     return str(answer.json()["token"])
+
+
+def subscribe_inspector(base: str, headers: dict[str, str], channel_id: str, name: str) -> None:
+    """The demo's inspector, at /demo/inspector/<name>, subscribed to a channel's data points."""
+    created = httpx.post(
+        f"{base}/api/v1/webhook-subscriptions",
+        headers=headers,
+        json={
+            "target_url": f"{base}/demo/inspector/{name}",
+            "channels": [{"channel_id": channel_id, "events": ["data_point.created"]}],
+        },
+    )
+    assert created.status_code == 201, created.text

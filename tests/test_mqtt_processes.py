@@ -4,10 +4,8 @@ arrives once, under one webhook-id)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ import pytest
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import wire
-from tests.live import LiveServer, free_port, fresh_database, wait_until
+from tests.live import LiveServer, free_port, fresh_database, labhooks_process, wait_until
 from tests.mqtt_helpers import BROKER, fresh_prefix, gateway
 from tests.receiver import Receiver
 from tests.test_cli import assert_one_line_error, run
@@ -31,37 +29,16 @@ MESSAGES = 300
 def bridge_process(
     api: str, token: str, prefix: str, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
-    command = [
-        sys.executable,
-        "-m",
-        "labhooks",
-        "mqtt-bridge",
-        "--broker",
-        BROKER,
-        "--url",
-        api,
-        "--token",
-        token,
-        "--prefix",
-        prefix,
-        "--client-id",
-        f"bridge-{prefix}",
-    ]
-    with (
-        log.open("ab") as out,
-        subprocess.Popen(command, env=environment, stdout=out, stderr=out) as process,
-    ):
+    """`labhooks mqtt-bridge`, yielded once it has subscribed: nothing sent then is missed."""
+    options = ("--broker", BROKER, "--url", api, "--token", token, "--prefix", prefix)
+    with labhooks_process(
+        log, "mqtt-bridge", *options, "--client-id", f"bridge-{prefix}"
+    ) as process:
         deadline = time.monotonic() + 30
-        while "MQTT bridge on" not in log.read_text():  # subscribed: nothing sent is missed
+        while "MQTT bridge on" not in log.read_text():
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
+        yield process
 
 
 def test_a_bridge_killed_mid_stream_loses_nothing_and_duplicates_nothing(

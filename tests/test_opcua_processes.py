@@ -4,11 +4,7 @@ makes them in labhooks and turns their changes into signed deliveries."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +12,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from tests.api import Lab, unique
-from tests.live import LiveServer, free_port, wait_until
+from tests.live import LiveServer, free_port, labhooks_process, taken_port, wait_until
 from tests.receiver import Receiver
 from tests.test_cli import assert_one_line_error, run
 
@@ -24,20 +20,10 @@ BALANCE = "Simulated balance XS205"
 
 
 @contextmanager
-def labhooks_process(log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+def stopping_cleanly(log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """`labhooks <args>` until the block ends, then SIGTERM: it must stop cleanly (exit 0)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
-    command = [sys.executable, "-m", "labhooks", *args]
-    with (
-        log.open("ab") as out,
-        subprocess.Popen(command, env=environment, stdout=out, stderr=out) as process,
-    ):
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
+    with labhooks_process(log, *args) as process:
+        yield process
     assert process.returncode == 0, log.read_text()[-3000:]
 
 
@@ -54,10 +40,10 @@ def test_the_simulated_lab_over_opcua_reaches_a_subscriber_through_the_bridge(
     path = unique("/opcua/balance")
     log = tmp_path / "processes.log"
     simulation = ("simulate", "--serve-opcua", str(port), "--rate", "20")
-    with labhooks_process(log, *simulation):
+    with stopping_cleanly(log, *simulation):
         wait_until(lambda: f"opc.tcp://127.0.0.1:{port}" in log.read_text(), "the LADS server")
         bridge = ("opcua-bridge", "--config", str(config), "--url", server.url)
-        with labhooks_process(log, *bridge, "--token", lab.gateway_token()):
+        with stopping_cleanly(log, *bridge, "--token", lab.gateway_token()):
 
             def balance() -> list[dict]:
                 listed = lab.admin.ok("GET", f"/devices?q={BALANCE}")["items"]
@@ -102,9 +88,6 @@ def test_simulate_through_the_api_needs_a_token(tmp_path: Path) -> None:
 
 
 def test_simulate_on_a_taken_opcua_port_says_so_in_one_line(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = run(tmp_path, "simulate", "--serve-opcua", str(port))
     assert_one_line_error(result, f"cannot serve OPC UA on 127.0.0.1:{port}")

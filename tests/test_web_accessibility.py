@@ -7,58 +7,25 @@ Runs on SQLite only, as test_web_ui.py does; screenshots go to a temporary folde
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.api import Api, Lab
+from tests.api import Api
 from tests.conftest import SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD
 from tests.delivery_helpers import Wired
 from tests.live import LiveServer
-from tests.receiver import Receiver
-from tests.web_helpers import (
-    chromium,
-    log_in,
-    member_of,
-    record_csp_violations,
-    screenshot_folder,
-    seed_lab,
-)
+from tests.web_helpers import PHONE, log_in, member_of, record_csp_violations
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-PHONE = {"width": 390, "height": 844}
 SUBS = "/webhook-subscriptions"
 
 # The levels of a page's headings in document order (a dialog's too: it is read when open).
 HEADING_LEVELS = """[...document.querySelectorAll("h1, h2, h3, h4, h5, h6")]
   .map(h => Number(h.tagName[1]))"""
-
-
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server (see `chromium`)."""
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def lims(lab: Lab, receiver: Receiver) -> Wired:
-    return seed_lab(lab, receiver)
 
 
 @dataclass(frozen=True)

@@ -5,28 +5,18 @@ the UI; the headers themselves are checked in test_web_security.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
-
-from tests.api import Api
-from tests.web_helpers import chromium
+from playwright.sync_api import BrowserContext, Page, Route, expect
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server (see `chromium`)."""
-    yield from chromium()
-
-
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context()
-    yield opened
-    opened.close()
+def context_options() -> dict[str, Any]:
+    return {}  # Playwright's defaults
 
 
 def test_the_policy_refuses_inline_script_and_framing(

@@ -10,63 +10,42 @@ temporary folder of tests/web_helpers.py, never into docs/.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.api import Api, Lab, new_lab
 from tests.delivery_helpers import Wired, make_due, run_sql, wire
 from tests.live import LiveServer
 from tests.receiver import Receiver, Reply
-from tests.web_helpers import Html, chromium, log_in, screenshot_folder, web_client
+from tests.web_helpers import (
+    DESKTOP,
+    Html,
+    at_phone_width,
+    in_own_thread,
+    log_in,
+    web_client,
+)
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 TOKYO = timezone(timedelta(hours=9))  # the browser's zone here; no daylight saving time
 ZONE = "Asia/Tokyo, UTC+09:00"
-DESKTOP = {"width": 1280, "height": 900}
 RED, GREEN = "rgb(180, 35, 24)", "rgb(6, 118, 71)"  # app.css: --danger, --ok
 MANY, FAILED, COMMANDS, OLD = 120, 15, 20, 40  # the crowded log: how many of each
 
 
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
-
-
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport=DESKTOP, timezone_id="Asia/Tokyo")
-    yield opened
-    opened.close()
-
-
-def in_own_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """For asyncio.run() behind a call, while Playwright's loop runs in this thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(call, *args, **kwargs).result()
+def context_options() -> dict[str, Any]:
+    return {"viewport": DESKTOP, "timezone_id": "Asia/Tokyo"}
 
 
 def in_tokyo(moment: str) -> str:
     return datetime.fromisoformat(moment).astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def at_phone_width(page: Page, path: Path) -> None:
-    """A screenshot at 390 px, after checking that nothing scrolls sideways."""
-    page.set_viewport_size({"width": 390, "height": 844})
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=path, full_page=True)
-    page.set_viewport_size(DESKTOP)
 
 
 def open_log(page: Page, server: LiveServer, lab: Lab, subscription_id: str) -> None:

@@ -252,15 +252,21 @@ def store(database_url: str, *rows: tuple[Any, list[dict[str, Any]]]) -> None:
     asyncio.run(run())
 
 
-def staged_outcomes(lab: Lab, receiver: Receiver, database_url: str) -> tuple[str, list[str]]:
-    """An inactive subscription with a stored delivery for every (status, last answer, error,
-    attempts made) worth telling apart; its id and theirs. Nothing is due: none is sent."""
+def switched_off(lab: Lab, receiver: Receiver) -> tuple[str, str]:
+    """A subscription whose one event was delivered, then made inactive, so that nothing stored
+    under it is sent; its id and the event's."""
     wired = wire(lab, receiver)
-    subscription = wired.subscribe(receiver.url(wired.path()))
-    sid = subscription["id"]
+    sid = wired.subscribe(receiver.url(wired.path()))["id"]
     [event_id] = wired.publish(wired.event())["event_ids"]
     wired.settle(sid, "succeeded")
     wired.admin.ok("PATCH", f"/webhook-subscriptions/{sid}", {"active": False})
+    return sid, event_id
+
+
+def staged_outcomes(lab: Lab, receiver: Receiver, database_url: str) -> tuple[str, list[str]]:
+    """An inactive subscription with a stored delivery for every (status, last answer, error,
+    attempts made) worth telling apart; its id and theirs. Nothing is due: none is sent."""
+    sid, event_id = switched_off(lab, receiver)
     later = utcnow() + timedelta(days=1)
     rows = [
         {
@@ -322,12 +328,7 @@ def test_an_attempt_shows_as_failed_exactly_when_its_delivery_counts_it_failed(
 ) -> None:
     """An attempt answered 200 with an error (even an empty one) did not succeed: the line says
     failing, and so does the attempt in the details; a 200 without one did."""
-    wired = wire(lab, receiver)
-    subscription = wired.subscribe(receiver.url(wired.path()))
-    sid = subscription["id"]
-    [event_id] = wired.publish(wired.event())["event_ids"]
-    wired.settle(sid, "succeeded")
-    wired.admin.ok("PATCH", f"/webhook-subscriptions/{sid}", {"active": False})
+    sid, event_id = switched_off(lab, receiver)
     now = utcnow()
     answers = {
         new_id("dlv"): (code, error) for code, error in ((200, ""), (200, None), (500, None))

@@ -10,54 +10,19 @@ Runs on SQLite only, as test_web_ui.py does; screenshots go to a temporary folde
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.api import Api, Lab
 from tests.delivery_helpers import Wired
 from tests.live import LiveServer
-from tests.receiver import Receiver
-from tests.web_helpers import (
-    chromium,
-    log_in,
-    member_of,
-    open_overview,
-    pick_events,
-    screenshot_folder,
-    seed_lab,
-)
+from tests.web_helpers import PHONE, log_in, member_of, open_overview, pick_events
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 SUBS = "/webhook-subscriptions"
-PHONE = {"width": 390, "height": 844}
 # a private address outside the test server's LABHOOKS_ALLOWED_NETWORKS (loopback only)
 PRIVATE_LIMS = "http://10.1.2.3/hooks/"
-
-
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server (see `chromium`)."""
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def lims(lab: Lab, receiver: Receiver) -> Wired:
-    return seed_lab(lab, receiver)
 
 
 def focused_id(page: Page) -> str:

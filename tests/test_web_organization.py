@@ -8,39 +8,19 @@ Runs on SQLite only, as test_web_ui.py does; screenshots go to a temporary folde
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
-from tests.api import Api, Lab
+from tests.api import Lab
 from tests.conftest import SERVER_ADMIN_EMAIL, SERVER_ADMIN_PASSWORD
 from tests.delivery_helpers import wire
 from tests.live import LiveServer
 from tests.receiver import Receiver
-from tests.web_helpers import Html, chromium, log_in, screenshot_folder, web_client
+from tests.web_helpers import PHONE, Html, log_in, web_client
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server (see `chromium`)."""
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield opened
-    opened.close()
 
 
 def open_organisation(page: Page, server: LiveServer, lab: Lab) -> None:

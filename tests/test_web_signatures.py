@@ -9,26 +9,24 @@ test_web_ui.py, so these never land in docs/).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
-from tests.api import Api, Lab
 from tests.delivery_helpers import Wired
 from tests.live import LiveServer
 from tests.receiver import Receiver, verifies, versions
 from tests.web_helpers import (
+    DESKTOP,
     Html,
-    chromium,
+    at_phone_width,
     log_in,
     member_of,
     pick_events,
-    screenshot_folder,
-    seed_lab,
     web_client,
 )
 
@@ -37,39 +35,15 @@ SUBS = "/webhook-subscriptions"
 HMAC = "HMAC-SHA256 (shared secret, v1)"
 ED25519 = "Ed25519 (public key, v1a)"
 TOKYO = timezone(timedelta(hours=9))  # the browser's zone here; no daylight saving time
-DESKTOP = {"width": 1280, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server (see `chromium`)."""
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport=DESKTOP, timezone_id="Asia/Tokyo")
-    opened.grant_permissions(["clipboard-read", "clipboard-write"])  # for the Copy buttons
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def lims(lab: Lab, receiver: Receiver) -> Wired:
-    return seed_lab(lab, receiver)
-
-
-def at_phone_width(page: Page, path: Path) -> None:
-    """A screenshot at 390 px, after checking that nothing scrolls sideways (long keys wrap)."""
-    page.set_viewport_size({"width": 390, "height": 844})
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=path, full_page=True)
-    page.set_viewport_size(DESKTOP)
+def context_options() -> dict[str, Any]:
+    return {
+        "viewport": DESKTOP,
+        "timezone_id": "Asia/Tokyo",
+        "permissions": ["clipboard-read", "clipboard-write"],  # for the Copy buttons
+    }
 
 
 def in_tokyo(moment: str) -> str:

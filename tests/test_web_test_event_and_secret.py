@@ -13,53 +13,36 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.api import Api
 from tests.delivery_helpers import Wired
 from tests.live import LiveServer
 from tests.receiver import Received, Receiver
 from tests.web_helpers import (
+    DESKTOP,
     Html,
-    chromium,
+    at_phone_width,
     log_in,
     member_of,
-    screenshot_folder,
-    seed_lab,
     web_client,
 )
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-DESKTOP = {"width": 1280, "height": 900}
 SUBS = "/webhook-subscriptions"
 
 
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
-
-
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport=DESKTOP, timezone_id="Europe/Berlin")
-    opened.grant_permissions(["clipboard-read", "clipboard-write"])  # for the Copy buttons
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def lims(lab: Any, receiver: Receiver) -> Wired:
-    return seed_lab(lab, receiver)
+def context_options() -> dict[str, Any]:
+    return {
+        "viewport": DESKTOP,
+        "timezone_id": "Europe/Berlin",
+        "permissions": ["clipboard-read", "clipboard-write"],  # for the Copy buttons
+    }
 
 
 def subscribe_both_devices(lims: Wired, api: Api, **extra: Any) -> tuple[dict[str, Any], str]:
@@ -81,13 +64,6 @@ def without_fresh_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 def shown_body(page: Page) -> dict[str, Any]:
     return dict(json.loads(page.locator("#test-body").text_content() or ""))
-
-
-def at_phone_width(page: Page, path: Path) -> None:
-    page.set_viewport_size({"width": 390, "height": 844})
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=path, full_page=True)
-    page.set_viewport_size(DESKTOP)
 
 
 def test_the_test_event_is_chosen_shown_and_sent_as_shown(

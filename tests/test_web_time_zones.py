@@ -3,35 +3,21 @@ picked in the zone the page says: the browser's own with JavaScript, UTC without
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.api import Api, Lab
+from tests.api import Lab
 from tests.delivery_helpers import Wired, run_sql, wire
 from tests.live import LiveServer
 from tests.receiver import Receiver, Reply
-from tests.web_helpers import Html, chromium, log_in, web_client
+from tests.web_helpers import Html, in_own_thread, log_in, web_client
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 TOKYO = timezone(timedelta(hours=9))  # no daylight saving time
-
-
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    yield from chromium()
-
-
-def in_own_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """For asyncio.run() behind a call, while Playwright's loop runs in this thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(call, *args, **kwargs).result()
 
 
 @dataclass

@@ -9,50 +9,23 @@ the README's pictures.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.api import PASSWORD, Api, Lab
+from tests.api import PASSWORD, Api
 from tests.delivery_helpers import Wired
 from tests.receiver import Receiver
 from tests.web_helpers import (
-    chromium,
     log_in,
     member_of,
     open_overview,
     pick_events,
     record_csp_violations,
-    screenshot_folder,
-    seed_lab,
 )
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def browser(server_admin: Api) -> Iterator[Browser]:
-    """Chromium for this module only, started after the server (see `chromium`)."""
-    yield from chromium()
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def lims(lab: Lab, receiver: Receiver) -> Wired:
-    return seed_lab(lab, receiver)
 
 
 def test_the_seed_procedures(

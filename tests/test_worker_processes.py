@@ -3,13 +3,11 @@ the queue without sending anything twice."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,7 @@ EVENTS = 300
 
 def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
     """What a `labhooks worker` process needs to share the queue of a server with `settings`."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")}
-    return inherited | {
+    return live.command_environment() | {
         "LABHOOKS_DATABASE_URL": settings.database_url,
         "LABHOOKS_SECRET_KEY": str(settings.secret_key),
         "LABHOOKS_ALLOWED_NETWORKS": settings.allowed_networks,
@@ -55,20 +52,10 @@ def queue_only(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Wired, dict
             yield wire(new_lab(admin), receiver), environment
 
 
-@contextmanager
-def worker(environment: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with (
-        log.open("ab") as out,
-        subprocess.Popen(
-            [sys.executable, "-m", "labhooks", "worker"], env=environment, stdout=out, stderr=out
-        ) as process,
-    ):
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
+def worker(
+    environment: dict[str, str], log: Path
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return live.labhooks_process(log, "worker", env=environment)
 
 
 def publish_many(wired: Wired) -> list[str]:

@@ -1,16 +1,20 @@
 """What the web UI tests share: Chromium, the seed's lab and member, logging in (by browser or by
 httpx), the first steps of the seed's procedures, what the Content-Security-Policy refused, where
-screenshots go, and a small reader of the served HTML."""
+screenshots go (and one taken at phone width), and a small reader of the served HTML. The
+fixtures built on these (`browser`, `context`, `page`, `screenshots`, `lims`) are in
+tests/conftest.py."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +23,7 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    ViewportSize,
     expect,
     sync_playwright,
 )
@@ -31,6 +36,9 @@ CHROMIUM = "/usr/bin/chromium"
 # `make screenshots` names docs/screenshots/ here; otherwise a temporary folder, so that running
 # the tests never rewrites the README's tracked pictures.
 SCREENSHOTS_VARIABLE = "LABHOOKS_SCREENSHOTS"
+# The `context` fixture's viewport is DESKTOP, unless a module's `context_options` say otherwise.
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def screenshot_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -66,6 +74,21 @@ def chromium() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+def in_own_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """For asyncio.run() behind a call, while Playwright's loop runs in this thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call, *args, **kwargs).result()
+
+
+def at_phone_width(page: Page, path: Path) -> None:
+    """A screenshot at 390 px, after checking that nothing scrolls sideways (long keys wrap);
+    then back to DESKTOP."""
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=path, full_page=True)
+    page.set_viewport_size(DESKTOP)
 
 
 # Playwright's init scripts and bindings are not subject to the page's policy, so this listener

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from labhooks.dependencies import AppState, DbSession, State
@@ -31,7 +33,7 @@ from labhooks.services.delivery_log import (
     outcome_in_words,
 )
 from labhooks.services.organizations import load_organization
-from labhooks.storage.models import DeliveryAttempt, WebhookSubscription
+from labhooks.storage.models import Delivery, DeliveryAttempt, WebhookSubscription
 from labhooks.web.auth import CsrfChecked, WebActor
 from labhooks.web.forms import parse_moment
 from labhooks.web.paging import Links, Listing, back, listing, url_with
@@ -228,26 +230,32 @@ async def delivery_details(
 
 @router.post("/deliveries/{delivery_id}/resend", dependencies=[CsrfChecked])
 async def resend(request: Request, db: DbSession, actor: WebActor, delivery_id: str) -> Response:
-    try:
-        delivery = await deliveries.resend(db, actor, delivery_id)
-    except Conflict as exc:
-        delivery_row, _, _ = await deliveries.get_delivery(db, actor, delivery_id)
-        return redirect(
-            request, back(request, f"{OVERVIEW}/{delivery_row.subscription_id}"), exc.detail
-        )
-    page = back(request, f"{OVERVIEW}/{delivery.subscription_id}")
-    return redirect(request, page, "Delivery queued again.")
+    return await _act_on_delivery(
+        request, db, actor, delivery_id, deliveries.resend, "Delivery queued again."
+    )
 
 
 @router.post("/deliveries/{delivery_id}/retry-now", dependencies=[CsrfChecked])
 async def retry_now(request: Request, db: DbSession, actor: WebActor, delivery_id: str) -> Response:
     """A failing delivery's next retry, made now instead of when the schedule says."""
+    done = "Retrying now: the attempt shows here in a moment."
+    return await _act_on_delivery(request, db, actor, delivery_id, deliveries.retry_now, done)
+
+
+async def _act_on_delivery(
+    request: Request,
+    db: AsyncSession,
+    actor: Actor,
+    delivery_id: str,
+    action: Callable[[AsyncSession, Actor, str], Awaitable[Delivery]],
+    done: str,
+) -> Response:
+    """`action` on the delivery, then back to the page of the log the button was on, saying
+    `done`, or why the delivery's state refused it."""
     try:
-        delivery = await deliveries.retry_now(db, actor, delivery_id)
+        delivery = await action(db, actor, delivery_id)
+        said = done
     except Conflict as exc:
-        delivery_row, _, _ = await deliveries.get_delivery(db, actor, delivery_id)
-        return redirect(
-            request, back(request, f"{OVERVIEW}/{delivery_row.subscription_id}"), exc.detail
-        )
-    page = back(request, f"{OVERVIEW}/{delivery.subscription_id}")
-    return redirect(request, page, "Retrying now: the attempt shows here in a moment.")
+        delivery, _, _ = await deliveries.get_delivery(db, actor, delivery_id)
+        said = exc.detail
+    return redirect(request, back(request, f"{OVERVIEW}/{delivery.subscription_id}"), said)
