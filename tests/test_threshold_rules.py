@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -136,3 +138,33 @@ def test_a_rule_as_a_person_gives_it_is_checked_field_by_field() -> None:
     assert set(Rule(">", float("nan")).problems()) == {"value"}
     assert set(Rule(">", 1, upper=2).problems()) == {"upper"}
     assert set(Rule(">", 1, hysteresis=-1, hold_s=-5).problems()) == {"hysteresis", "hold_s"}
+
+
+@given(rules)
+def test_the_clear_line_in_words_is_where_values_clear(rule: Rule) -> None:
+    """What the web UI says ("> 8.5, clears at 8.3 or below") is what `cleared` does."""
+    words = rule.clear_line()
+    numbers = [float(n) for n in re.findall(r"-?[\d.]+(?:e[-+]?\d+)?", words)]
+    below, above = (math.nextafter(numbers[0], -math.inf), math.nextafter(numbers[-1], math.inf))
+    if words.startswith("at ") and words.endswith(" or below"):
+        assert rule.cleared(numbers[0]) and not rule.cleared(above)
+    elif words.startswith("at ") and words.endswith(" or above"):
+        assert rule.cleared(numbers[0]) and not rule.cleared(below)
+    elif words.startswith("below "):
+        assert rule.cleared(below) and not rule.cleared(numbers[0])
+    elif words.startswith("above "):
+        assert rule.cleared(above) and not rule.cleared(numbers[0])
+    else:
+        assert words.startswith("inside ") and len(numbers) == 2
+        assert rule.cleared(numbers[0]) and rule.cleared(numbers[1])
+        assert not rule.cleared(below) and not rule.cleared(above)
+    assert rule.in_words().startswith(f"{rule.describe()}, clears {words}")
+
+
+def test_a_rule_reads_as_people_say_it() -> None:
+    assert Rule(">", 8.5, None, 0.2, 300).in_words() == "> 8.5, clears at 8.3 or below, held 5 min"
+    assert Rule("outside", 6, 8, 0.2, 90).in_words() == (
+        "outside 6 to 8, clears inside 6.2 to 7.8, held 90 s"
+    )
+    assert Rule("<=", 2, None, 0, 7200).in_words() == "<= 2, clears above 2, held 2 h"
+    assert Rule(">=", 1234567.0).in_words() == ">= 1234567, clears below 1234567"

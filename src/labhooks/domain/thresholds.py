@@ -98,9 +98,44 @@ class Rule:
                 return self.value + margin <= value <= self.upper - margin
 
     def describe(self) -> str:
+        """The limit: "> 8.5", "outside 6 to 8"."""
         if self.comparator == "outside":
-            return f"outside {self.value:g} to {self.upper:g}"
-        return f"{self.comparator} {self.value:g}"
+            return f"outside {_number(self.value)} to {_number(self.upper)}"
+        return f"{self.comparator} {_number(self.value)}"
+
+    def clear_line(self) -> str:
+        """Where a value must come back to for the incident to close, in words (`cleared`)."""
+        margin = self.hysteresis
+        match self.comparator:
+            case ">":
+                return f"at {_number(self.value - margin)} or below"
+            case ">=":
+                return f"below {_number(self.value - margin)}"
+            case "<":
+                return f"at {_number(self.value + margin)} or above"
+            case "<=":
+                return f"above {_number(self.value + margin)}"
+            case "outside":
+                assert self.upper is not None
+                low, high = self.value + margin, self.upper - margin
+                return f"inside {_number(low)} to {_number(high)}"
+
+    def in_words(self) -> str:
+        """The whole rule as people read it: "> 8.5, clears at 8.3 or below, held 5 min"."""
+        words = f"{self.describe()}, clears {self.clear_line()}"
+        return f"{words}, held {_duration(self.hold_s)}" if self.hold_s > 0 else words
+
+
+def _number(value: float | None) -> str:
+    """Ten significant digits: 8.5 - 0.2 reads 8.3, and 1234567 is not 1.23457e+06."""
+    return f"{value:.10g}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{_number(seconds / size)} {unit}"
+    return f"{_number(seconds)} s"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from labhooks.storage.models import Channel, Device, Incident, Threshold, User, 
 
 log = logging.getLogger("labhooks.rules")
 INCIDENT_EVENTS = ("incident.opened", "incident.closed")
+DATA_POINT_CREATED = "data_point.created"  # the events a threshold judges
 SILENT_HEARTBEATS = 2  # a device is offline once silent for this many heartbeats
 
 
@@ -83,14 +84,11 @@ async def create_threshold(
     organization_id = actor.require_org_admin()
     channel = await _channel(db, organization_id, device_id, channel_id)
     rule = Rule(data.comparator, data.value, data.upper, data.hysteresis, data.hold_s)
-    if problems := rule.problems():
-        raise InvalidInput([FieldError(name, message) for name, message in problems.items()])
-    if "data_point.created" not in channel.trigger_events:
-        raise InvalidInput.single(
-            "channel_id",
-            f"channel {channel.key!r} does not offer data_point.created; a threshold judges "
-            "a channel's data points",
-        )
+    errors = [FieldError(name, message) for name, message in rule.problems().items()]
+    if problem := channel_problem(channel):
+        errors.append(FieldError("channel_id", problem))
+    if errors:  # all at once: a form shows each beside its field
+        raise InvalidInput(errors)
     missing = [name for name in INCIDENT_EVENTS if name not in channel.trigger_events]
     if missing:
         channel.trigger_events = [*channel.trigger_events, *missing]
@@ -109,6 +107,17 @@ async def create_threshold(
     db.add(threshold)
     await db.commit()
     return threshold
+
+
+def channel_problem(channel: Channel) -> str | None:
+    """Why a threshold cannot be set on the channel, if it cannot (the web UI offers only the
+    channels without one)."""
+    if DATA_POINT_CREATED not in channel.trigger_events:
+        return (
+            f"channel {channel.key!r} does not offer data_point.created; a threshold judges "
+            "a channel's data points"
+        )
+    return None
 
 
 async def list_thresholds(
@@ -170,6 +179,7 @@ async def list_incidents(
     status: Literal["open", "closed"] | None = None,
     device_id: str | None = None,
     level: Level | None = None,
+    newest_first: bool = False,
 ) -> Page[Incident]:
     statement = _incidents(actor.require_organization())
     if status == "open":
@@ -180,7 +190,7 @@ async def list_incidents(
         statement = statement.where(Incident.device_id == device_id)
     if level is not None:
         statement = statement.where(Incident.level == level)
-    return await fetch_page(db, statement, Incident.id, page)
+    return await fetch_page(db, statement, Incident.id, page, descending=newest_first)
 
 
 async def get_incident(db: AsyncSession, actor: Actor, incident_id: str) -> Incident:
@@ -221,10 +231,13 @@ def _incidents(organization_id: str) -> Select[Incident]:
     return select(Incident).where(Incident.organization_id == organization_id)
 
 
-async def acknowledged_by_name(db: AsyncSession, incident: Incident) -> str | None:
-    if incident.acknowledged_by is None:
-        return None
-    return await db.scalar(select(User.name).where(User.id == incident.acknowledged_by))
+async def acknowledgers(db: AsyncSession, incidents: Sequence[Incident]) -> dict[str, str]:
+    """user id → name of whoever acknowledged these incidents, in one query (a page of them)."""
+    ids = {i.acknowledged_by for i in incidents if i.acknowledged_by is not None}
+    if not ids:
+        return {}
+    rows = await db.execute(select(User.id, User.name).where(User.id.in_(ids)))
+    return {user_id: name for user_id, name in rows}
 
 
 # -- judging data points as they are stored --------------------------------------------------
@@ -262,7 +275,7 @@ def _numeric_points(stored: Sequence[dict[str, Any]]) -> dict[str, list[tuple[da
     """channel id → (occurred at, value) of its numeric data points, oldest first."""
     points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     for row in stored:
-        if row["type"] != "data_point.created":
+        if row["type"] != DATA_POINT_CREATED:
             continue
         value = json.loads(row["payload"])["data"].get("value")
         if isinstance(value, int | float) and not isinstance(value, bool):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labhooks.dependencies import DbSession
 from labhooks.domain.errors import PermissionDenied
 from labhooks.domain.people import Actor
+from labhooks.services.lab_rules import count_open_incidents
 from labhooks.services.sessions import close_session, open_session, session_user
 from labhooks.services.tokens import actor_for
 from labhooks.storage.models import User
@@ -52,11 +53,16 @@ async def log_out(request: Request, db: AsyncSession) -> None:
 
 
 async def _web_actor(request: Request, db: DbSession) -> Actor:
+    """The logged-in user; for an organisation administrator, the menu's count of open
+    incidents too, counted here once per request for whichever page it renders."""
     key = request.session.get("key")
     user = await session_user(db, str(key)) if key else None
     if user is None:
         raise LoginRequired
-    return actor_for(user)
+    actor = actor_for(user)
+    if actor.is_org_admin and actor.organization_id is not None:
+        request.state.open_incidents = await count_open_incidents(db, actor.organization_id)
+    return actor
 
 
 async def _checked_csrf(

@@ -41,6 +41,8 @@ def render(
             "here": f"?{request.url.query}" if request.url.query else "",
             "htmx": HTMX,
             "version": __version__,
+            # the menu's badge, for organisation administrators (counted by auth._web_actor)
+            "open_incident_count": getattr(request.state, "open_incidents", None),
             **context,
         },
         status_code=status_code,
