@@ -148,20 +148,32 @@ def test_a_hold_that_runs_out_in_silence_opens_the_incident_by_the_timer(lab: La
 def test_a_device_that_falls_silent_goes_offline_and_comes_back_online(
     lab: Lab, receiver: Receiver
 ) -> None:
-    device = ph_meter(lab, heartbeat_s=0.5)
+    """A 2 s heartbeat: the device publishes, stops, and is offline 4 s after its last event
+    (stored as the event's time, however late the timer looked); it resumes and is online.
+    One event each, counted from the stored deliveries."""
+    device = ph_meter(lab, heartbeat_s=2)
     status_channel = device["channels"][1]["id"]
-    path, _, secret = subscribe(lab, receiver, status_channel, ["device.status_changed"])
-    [offline] = receiver.wait_for(path, 1)
-    assert Webhook(secret).verify(offline.body, offline.headers)["data"]["status"] == "offline"
-    assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] == "offline"
+    path, subscription, secret = subscribe(lab, receiver, status_channel, ["device.status_changed"])
     publish(lab.admin, reading(device, 7.0, datetime.now(UTC)))
+    last_seen = datetime.fromisoformat(
+        lab.admin.ok("GET", f"/devices/{device['id']}")["last_seen_at"]
+    )
+    [offline] = receiver.wait_for(path, 1)
+    body = Webhook(secret).verify(offline.body, offline.headers)
+    assert (body["data"]["status"], body["data"]["previous_status"]) == ("offline", "online")
+    went_offline = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+    assert went_offline - last_seen == timedelta(seconds=4)  # within the 5 s asked
+    assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] == "offline"
+    publish(lab.admin, reading(device, 7.1, datetime.now(UTC)))
     online = receiver.wait_for(path, 2)[1]
     body = Webhook(secret).verify(online.body, online.headers)
     assert (body["data"]["status"], body["data"]["previous_status"]) == ("online", "offline")
     assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] == "online"
-    # no longer watched: it never goes offline again
+    # no longer watched (before it could fall silent again): it never goes offline again
     lab.admin.ok("PATCH", f"/devices/{device['id']}", {"heartbeat_s": None})
     assert lab.admin.ok("GET", f"/devices/{device['id']}")["liveness"] is None
+    stored = lab.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}/deliveries")
+    assert len(stored["items"]) == 2
 
 
 def test_what_a_person_gets_wrong_is_named(lab: Lab) -> None:
