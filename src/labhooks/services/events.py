@@ -90,6 +90,8 @@ class _Valid:
     device: dict[str, Any]  # as the webhook body names it
     channel: dict[str, Any]
     data: dict[str, Any]
+    watched: bool  # the device has a heartbeat (lab rules)
+    judged: bool  # the channel has thresholds (lab rules)
 
 
 def require_publisher(actor: Actor) -> str:
@@ -171,7 +173,8 @@ async def _validate(
         except InvalidInput as exc:
             errors += exc.errors
             continue
-        valid.append(_Valid(event, *references(device, channel), data))
+        watched, judged = device.heartbeat_s is not None, channel.has_thresholds
+        valid.append(_Valid(event, *references(device, channel), data, watched, judged))
     if errors:
         raise InvalidInput(errors)
     return valid
@@ -243,7 +246,9 @@ async def _store(
         if conflicts:
             raise _conflict(conflicts)
     fresh = [row for i, row in rows.items() if i in stored_ids]
-    fresh += await lab_rules.apply(db, organization_id, fresh, now)
+    watched = {v.device["id"] for v in valid if v.watched}
+    judged = {v.channel["id"] for v in valid if v.judged}
+    fresh += await lab_rules.apply(db, organization_id, fresh, now, watched, judged)
     deliveries = await fan_out(db, organization_id, fresh)
     await db.commit()
     return Published(event_ids, duplicate, deliveries)

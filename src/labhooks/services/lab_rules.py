@@ -92,6 +92,7 @@ async def create_threshold(
     missing = [name for name in INCIDENT_EVENTS if name not in channel.trigger_events]
     if missing:
         channel.trigger_events = [*channel.trigger_events, *missing]
+    channel.has_thresholds = True
     threshold = Threshold(
         organization_id=organization_id,
         device_id=device_id,
@@ -151,6 +152,12 @@ async def delete_threshold(db: AsyncSession, actor: Actor, threshold_id: str) ->
         made = await _record(db, threshold, closing, now, reason="threshold deleted")
         await fan_out(db, organization_id, await store_own_events(db, organization_id, made))
     await db.delete(threshold)
+    await db.flush()
+    others = select(Threshold.id).where(Threshold.channel_id == threshold.channel_id).limit(1)
+    if await db.scalar(others) is None:
+        channel = await db.get(Channel, threshold.channel_id)
+        if channel is not None:
+            channel.has_thresholds = False
     await db.commit()
 
 
@@ -244,14 +251,21 @@ async def acknowledgers(db: AsyncSession, incidents: Sequence[Incident]) -> dict
 
 
 async def apply(
-    db: AsyncSession, organization_id: str, stored: Sequence[dict[str, Any]], now: datetime
+    db: AsyncSession,
+    organization_id: str,
+    stored: Sequence[dict[str, Any]],
+    now: datetime,
+    watched_devices: set[str],
+    judged_channels: set[str],
 ) -> list[dict[str, Any]]:
     """What the events just stored (rows, in this transaction) make: liveness and incident
-    events, stored here too; returned for fan-out with the rest."""
-    if not stored:
-        return []
-    made = await _seen(db, [row["device_id"] for row in stored], now)
-    points = _numeric_points(stored)
+    events, stored here too; returned for fan-out with the rest. `watched_devices` (with a
+    heartbeat) and `judged_channels` (with thresholds) are known to the publisher already, so
+    events of neither cost nothing more."""
+    made: list[OwnEvent] = []
+    if watched_devices:
+        made += await _seen(db, watched_devices, now)
+    points = _numeric_points([r for r in stored if r["channel_id"] in judged_channels])
     if points:
         thresholds = await db.scalars(
             select(Threshold)
@@ -369,11 +383,11 @@ def _iso(moment: datetime) -> str:
 # -- liveness --------------------------------------------------------------------------------
 
 
-async def _seen(db: AsyncSession, device_ids: Sequence[str], now: datetime) -> list[OwnEvent]:
+async def _seen(db: AsyncSession, device_ids: set[str], now: datetime) -> list[OwnEvent]:
     """Watched devices that sent something are seen now; one that was offline is online."""
     made: list[OwnEvent] = []
     for device in await db.scalars(
-        _watched().where(Device.id.in_(set(device_ids))).order_by(Device.id).with_for_update()
+        _watched().where(Device.id.in_(device_ids)).order_by(Device.id).with_for_update()
     ):
         device.last_seen_at = now
         if device.liveness == "offline":

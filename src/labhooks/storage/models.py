@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -153,6 +154,9 @@ class Channel(Base):
     name: Mapped[str] = mapped_column(String(200))
     unit: Mapped[str | None] = mapped_column(String(50))
     trigger_events: Mapped[list[str]] = mapped_column(default=list)
+    # thresholds judge its data points (services.lab_rules): read with the channel when events
+    # are published, so a channel without any costs publishing no look-up
+    has_thresholds: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     device: Mapped[Device] = relationship(back_populates="channels")
 

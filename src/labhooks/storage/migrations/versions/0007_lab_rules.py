@@ -31,6 +31,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("heartbeat_s", sa.Float(), nullable=True))
         batch.add_column(sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("liveness", sa.String(length=10), nullable=True))
+    with op.batch_alter_table("channels") as batch:
+        batch.add_column(
+            sa.Column("has_thresholds", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.create_table(
         "thresholds",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -89,6 +93,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("incidents")
     op.drop_table("thresholds")
+    with op.batch_alter_table("channels") as batch:
+        batch.drop_column("has_thresholds")
     with op.batch_alter_table("devices") as batch:
         batch.drop_column("liveness")
         batch.drop_column("last_seen_at")
