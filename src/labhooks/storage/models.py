@@ -105,6 +105,9 @@ class ApiToken(Base):
     scope: Mapped[str] = mapped_column(String(20))
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]  # None: until revoked
+    # a gateway token may be held to one device: it publishes that device's events only
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
 
 
 class TargetUrl(Base):
@@ -207,6 +210,9 @@ class WebhookSubscription(Base):
     deleted_at: Mapped[datetime | None]
     retry_schedule: Mapped[list[float] | None] = mapped_column(JSON)
     failing_since: Mapped[datetime | None]
+    # operational events (subscription.disabled, delivery.exhausted…) this subscription takes,
+    # about the organisation rather than a channel; None or empty: none
+    organization_events: Mapped[list[str] | None] = mapped_column(JSON)
 
     headers: Mapped[list[SubscriptionHeader]] = relationship(
         cascade="all, delete-orphan", order_by="SubscriptionHeader.position"
@@ -251,7 +257,10 @@ class Event(Base):
     """A published event; `payload` is the exact body every delivery of it signs and sends."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("organization_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "idempotency_key"),
+        Index("ix_events_created_at", "created_at"),  # retention purges by age
+    )
 
     id: Mapped[str] = _id("evt")
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -325,6 +334,41 @@ class Incident(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     acknowledged_at: Mapped[datetime | None]
     acknowledgement_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Who did what, when, to what (never a secret value): append-only. `organization_id` is
+    None for what concerns the server (organisations made by a server administrator)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_organization", "organization_id", "id"),)
+
+    id: Mapped[str] = _id("aud")
+    organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    actor_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(400))  # as it read then: "Ana <ana@lab.org>"
+    token_id: Mapped[str | None] = mapped_column(String(40))  # the API token acted with, if any
+    action: Mapped[str] = mapped_column(String(60))  # "subscription.created", "token.revoked"
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(Text)
+    changes: Mapped[dict[str, Any] | None]  # field → [before, after]; secrets never
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """A delivery worker's last sign of life, for `labhooks status` and /metrics."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:random
+    host: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # recorded since it started
 
 
 class LoginThrottle(Base):
