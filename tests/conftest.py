@@ -30,6 +30,7 @@ BY_MODULE = {
     "test_mqtt_processes": "processes",
     "test_opcua_processes": "processes",
     "test_lab_rules_processes": "processes",
+    "test_observability_processes": "processes",
     "test_cli": "processes",
     "test_api_fuzz": "fuzz",
     "test_load": "load",

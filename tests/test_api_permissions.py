@@ -260,6 +260,32 @@ ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
         lambda w: {"email": f"admin@{w.lab.name}.example", "password": PASSWORD},
         "SA=201 OA=201 M=201 PUB=201 AN=201",
     ),
+    ("GET", "/api-tokens", {}, None, "SA=200 OA=200 M=200 OB=200 PUB=403 AN=401"),
+    (
+        "POST",
+        "/api-tokens",  # a gateway's token: organisation administrators only
+        {},
+        lambda w: {"name": "gateway", "scope": "publish"},
+        "SA=403 OA=201 M=403 OB=201 PUB=403 AN=401",
+    ),
+    (
+        "POST",
+        "/api-tokens",  # a script's token: anyone, for themselves
+        {},
+        lambda w: {"name": "script", "scope": "full"},
+        "SA=201 OA=201 M=201 OB=201 PUB=403 AN=401",
+    ),
+    (
+        "DELETE",
+        "/api-tokens/{token_id}",  # the organisation's gateway token
+        {
+            "token_id": lambda w: w.admin.ok(
+                "POST", "/api-tokens", {"name": "gateway", "scope": "publish"}, 201
+            )["id"]
+        },
+        None,
+        "SA=404 OA=204 M=404 OB=404 PUB=403 AN=401",
+    ),
     ("GET", "/target-urls", {}, None, "SA=403 OA=200 M=200 PUB=403 AN=401"),
     (
         "POST",
@@ -499,6 +525,7 @@ ROUTES: list[tuple[str, str, dict[str, Fill], Body, str]] = [
         lambda w: {"note": "on it"},
         "SA=403 OA=200 M=403 OB=404 PUB=403 AN=401",
     ),
+    ("GET", "/audit-log", {}, None, "SA=200 OA=200 M=403 M2=403 OB=200 PUB=403 AN=401"),
 ]
 
 CASES = [

@@ -4,13 +4,17 @@ worker's timer's; what a person gets wrong is named."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from standardwebhooks.webhooks import Webhook
 
+from labhooks.settings import Settings
 from tests.api import Api, Lab, problem_fields, unique
-from tests.live import wait_until
+from tests.delivery_helpers import run_sql
+from tests.live import LiveServer, wait_until
 from tests.receiver import Receiver
 
 PH_METER = [
@@ -186,6 +190,10 @@ def test_what_a_person_gets_wrong_is_named(lab: Lab) -> None:
         ({"comparator": "=>", "value": 8}, {"comparator"}),
         ({"comparator": ">", "value": "high"}, {"value"}),
         ({"comparator": ">", "value": 8, "level": "urgent"}, {"level"}),
+        # found by a hostile probe: each once crashed publishing, the timer, or never closed
+        ({"comparator": ">", "value": 5, "hold_s": 1e14}, {"hold_s"}),
+        ({"comparator": ">", "value": True}, {"value"}),
+        ({"comparator": "<", "value": 1.7e308, "hysteresis": 1.7e308}, {"hysteresis"}),
     ]
     for body, fields in cases:
         response = lab.admin.post(url, body)
@@ -201,6 +209,9 @@ def test_what_a_person_gets_wrong_is_named(lab: Lab) -> None:
         {"name": unique("d"), "channels": [PH_METER[0]], "heartbeat_s": 60},
     )
     assert unwatchable.status_code == 422 and "heartbeat_s" in problem_fields(unwatchable)
+    for heartbeat in (0.001, True):  # under a second it would flap; true is not a number
+        flapping = lab.admin.patch(f"/devices/{device['id']}", {"heartbeat_s": heartbeat})
+        assert flapping.status_code == 422 and "heartbeat_s" in problem_fields(flapping)
     member, _ = lab.add_member()
     assert member.post(url, {"comparator": ">", "value": 8}).status_code == 403
     assert lab.admin.get(f"/devices/{device['id']}/channels/chn_nope/thresholds").status_code == 404
@@ -228,3 +239,113 @@ def test_incidents_are_listed_filtered_and_acknowledged(lab: Lab) -> None:
     assert lab.admin.delete(f"/thresholds/{threshold['id']}").status_code == 204
     closed = lab.admin.ok("GET", f"/incidents/{incident['id']}")
     assert closed["closed_at"] is not None and closed["threshold_id"] is None
+
+
+def test_an_open_incident_closes_when_its_channel_or_device_goes(
+    lab: Lab, receiver: Receiver
+) -> None:
+    """Its subscribers hear it closed, with the reason, and the incident stays listed."""
+    device = ph_meter(lab)
+    lab.admin.ok("POST", thresholds_of(device), {"comparator": ">", "value": 8.5}, 201)
+    path, _, secret = subscribe(
+        lab, receiver, device["channels"][0]["id"], ["incident.opened", "incident.closed"]
+    )
+    publish(lab.admin, reading(device, 9.0, datetime.now(UTC)))
+    [incident] = lab.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"]
+    lab.admin.ok("PATCH", f"/devices/{device['id']}", {"channels": PH_METER[1:]})
+    closed = receiver.wait_for(path, 2)[1]
+    body = Webhook(secret).verify(closed.body, closed.headers)
+    assert (body["type"], body["data"]["reason"]) == ("incident.closed", "channel removed")
+    kept = lab.admin.ok("GET", f"/incidents/{incident['id']}")
+    assert kept["closed_at"] is not None and kept["channel_id"] is None
+
+    other = ph_meter(lab)
+    lab.admin.ok("POST", thresholds_of(other), {"comparator": "<", "value": 6}, 201)
+    publish(lab.admin, reading(other, 5.0, datetime.now(UTC)))
+    [second] = lab.admin.ok("GET", f"/incidents?status=open&device_id={other['id']}")["items"]
+    assert lab.admin.delete(f"/devices/{other['id']}").status_code == 204
+    gone = lab.admin.ok("GET", f"/incidents/{second['id']}")
+    assert gone["closed_at"] is not None and gone["device_id"] is None
+
+
+def test_a_channel_with_thresholds_keeps_what_they_need(lab: Lab) -> None:
+    device = ph_meter(lab)
+    lab.admin.ok("POST", thresholds_of(device), {"comparator": ">", "value": 8.5}, 201)
+    plain = [PH_METER[0] | {"trigger_events": ["data_point.created"]}, PH_METER[1]]
+    kept = lab.admin.ok("PATCH", f"/devices/{device['id']}", {"channels": plain})
+    assert {"incident.opened", "incident.closed"} <= set(kept["channels"][0]["trigger_events"])
+    unjudged = [PH_METER[0] | {"trigger_events": ["command.completed"]}, PH_METER[1]]
+    refused = lab.admin.patch(f"/devices/{device['id']}", {"channels": unjudged})
+    assert refused.status_code == 422
+    assert "channels.0.trigger_events" in problem_fields(refused)
+    stored = lab.admin.ok("GET", f"/devices/{device['id']}")["channels"][0]["trigger_events"]
+    assert "data_point.created" in stored  # nothing was changed
+
+
+def test_a_reading_dated_ahead_does_not_blind_the_threshold(lab: Lab) -> None:
+    """A device whose clock runs a day ahead sends one reading; the readings after it, dated
+    by a right clock, are still judged."""
+    device = ph_meter(lab)
+    lab.admin.ok("POST", thresholds_of(device), {"comparator": ">", "value": 5}, 201)
+    now = datetime.now(UTC)
+    publish(lab.admin, reading(device, 1.0, now + timedelta(hours=23)))
+    publish(lab.admin, reading(device, 9.0, now + timedelta(seconds=1)))
+    [incident] = lab.admin.ok("GET", f"/incidents?device_id={device['id']}")["items"]
+    assert incident["opened_value"] == 9.0
+
+
+def test_a_channel_takes_at_most_twenty_thresholds(lab: Lab) -> None:
+    device = ph_meter(lab)
+    for limit in range(20):
+        lab.admin.ok("POST", thresholds_of(device), {"comparator": ">", "value": limit}, 201)
+    refused = lab.admin.post(thresholds_of(device), {"comparator": ">", "value": 99})
+    assert refused.status_code == 422 and "channel_id" in problem_fields(refused)
+    assert len(lab.admin.ok("GET", thresholds_of(device))) == 20
+
+
+def test_publishers_of_one_watched_device_at_once_all_succeed(lab: Lab, server: LiveServer) -> None:
+    """Each publish marks the watched device seen; on PostgreSQL a lock that fought the
+    events' foreign key once deadlocked them (503s)."""
+    device = ph_meter(lab, heartbeat_s=30)
+    statuses: list[int] = []
+    start = threading.Barrier(10)
+
+    def publisher(value: float) -> None:
+        headers = {"Authorization": f"Bearer {lab.admin.token}"}
+        with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers) as client:
+            start.wait()
+            for _ in range(5):
+                event = reading(device, value, datetime.now(UTC))
+                statuses.append(client.post("/events", json=[event]).status_code)
+
+    threads = [threading.Thread(target=publisher, args=(7.0 + i / 10,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [202] * 50
+
+
+def test_one_threshold_the_timer_cannot_judge_fails_alone(lab: Lab, settings: Settings) -> None:
+    """A threshold row damaged by hand (a hold no date can hold) is logged and skipped; the
+    timer still opens another one whose hold ran out."""
+    damaged, healthy = ph_meter(lab), ph_meter(lab)
+    bad = lab.admin.ok("POST", thresholds_of(damaged), {"comparator": ">", "value": 5}, 201)
+    lab.admin.ok("POST", thresholds_of(healthy), {"comparator": ">", "value": 5, "hold_s": 1}, 201)
+    publish(lab.admin, reading(damaged, 1.0, datetime.now(UTC)))
+    run_sql(
+        settings.database_url,
+        "UPDATE thresholds SET hold_s = 1e14, status = 'holding', since = last_at, "
+        "last_value = 9 WHERE id = :id",
+        id=bad["id"],
+    )
+    publish(lab.admin, reading(healthy, 9.0, datetime.now(UTC)))
+
+    def opened() -> list[Any]:
+        return list(lab.admin.ok("GET", f"/incidents?device_id={healthy['id']}")["items"])
+
+    try:
+        wait_until(lambda: len(opened()) == 1, "the timer to open the healthy one's incident")
+        assert lab.admin.ok("GET", f"/incidents?device_id={damaged['id']}")["items"] == []
+    finally:  # the damage goes: the server lives on for the tests after this one
+        run_sql(settings.database_url, "DELETE FROM thresholds WHERE id = :id", id=bad["id"])

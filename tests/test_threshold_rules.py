@@ -168,3 +168,14 @@ def test_a_rule_reads_as_people_say_it() -> None:
     )
     assert Rule("<=", 2, None, 0, 7200).in_words() == "<= 2, clears above 2, held 2 h"
     assert Rule(">=", 1234567.0).in_words() == ">= 1234567, clears below 1234567"
+
+
+@given(rules, st.floats(-3, 12, allow_nan=False), st.floats(-3, 12, allow_nan=False))
+def test_a_reading_dated_ahead_of_the_clock_does_not_make_the_next_one_late(
+    rule: Rule, ahead: float, current: float
+) -> None:
+    clock = T0
+    state, _ = step(rule, State(), ahead, T0 + timedelta(hours=23), clock)
+    assert state.last_at == clock
+    later, _ = step(rule, state, current, T0 + timedelta(seconds=1), clock + timedelta(seconds=1))
+    assert later.last_value == current  # taken, not ignored as late

@@ -1,7 +1,7 @@
 """The Content-Security-Policy as Chromium enforces it: inline script refused and reported, no
-labhooks page shown inside another site's frame, and the API documentation running under its
-own policy. (Every test in test_web_ui.py also fails on any violation while it clicks through
-the UI; the headers themselves are checked in test_web_security.py.)"""
+labhooks page shown inside another site's frame. (The API documentation runs under its own
+policy, offline, in test_api_docs.py; every test in test_web_ui.py also fails on any violation
+while it clicks through the UI; the headers themselves are checked in test_web_security.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Route, expect
+from playwright.sync_api import Page, Route, expect
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -61,32 +61,3 @@ def test_the_policy_refuses_inline_script_and_framing(
             expect(framed).to_have_count(0)
         page.unroute(victim)
     csp_violations.clear()  # provoked on purpose
-
-
-# Stand-ins for the CDN's Swagger UI and ReDoc (the suite reaches no network): enough to show
-# that each page's own scripts load and run under its policy.
-SWAGGER_UI_STANDIN = """window.SwaggerUIBundle = Object.assign(
-  (config) => { document.querySelector(config.dom_id).textContent = `Swagger UI: ${config.url}`; },
-  { presets: { apis: {} }, SwaggerUIStandalonePreset: {} });"""
-REDOC_STANDIN = 'document.querySelector("redoc").textContent = "ReDoc";'
-
-
-def test_the_api_documentation_runs_under_its_own_policy(
-    context: BrowserContext, page: Page, server
-) -> None:
-    def cdn(route: Route) -> None:
-        url = route.request.url
-        if url.endswith("/swagger-ui-bundle.js"):
-            route.fulfill(body=SWAGGER_UI_STANDIN, content_type="text/javascript")
-        elif url.endswith("/redoc.standalone.js"):
-            route.fulfill(body=REDOC_STANDIN, content_type="text/javascript")
-        elif url.endswith(".css") or "/css?" in url:
-            route.fulfill(body="", content_type="text/css")
-        else:
-            route.fulfill(status=404)
-
-    context.route("https://**/*", cdn)
-    page.goto(f"{server.url}/docs")
-    expect(page.locator("#swagger-ui")).to_have_text("Swagger UI: /openapi.json")
-    page.goto(f"{server.url}/redoc")
-    expect(page.locator("redoc")).to_have_text("ReDoc")

@@ -13,15 +13,17 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp
 
 from labhooks import __version__
-from labhooks.api import problems
+from labhooks.api import docs, problems
 from labhooks.api.limits import BodySizeLimit, HeaderLimits, plain_text_request
 from labhooks.api.routes import api_router, operations_router
 from labhooks.delivery.worker import run_worker
 from labhooks.dependencies import AppState
 from labhooks.domain.network import AddressPolicy
+from labhooks.observability.endpoint import metrics_router
+from labhooks.observability.logs import RequestContext
 from labhooks.security import Passwords, SecretBox
 from labhooks.security_headers import SecurityHeaders, documentation_policies
-from labhooks.services import lab_rules
+from labhooks.services import lab_rules, retention
 from labhooks.services.events import Waiters
 from labhooks.services.subscriptions import SubscriptionService
 from labhooks.services.tokens import LoginLimits
@@ -43,7 +45,11 @@ class Labhooks(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        return SecurityHeaders(stack, self.hsts, documentation_policies(self))
+        policies = documentation_policies(docs.DOCS_URL, docs.OAUTH2_REDIRECT_URL, docs.REDOC_URL)
+        return SecurityHeaders(stack, self.hsts, policies)
+
+    def openapi(self) -> dict[str, Any]:
+        return docs.with_request_examples(super().openapi())
 
 
 def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
@@ -74,6 +80,7 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
             background = [
                 asyncio.create_task(run_worker(settings, database, box, stop, state.recorded)),
                 asyncio.create_task(lab_rules.run_timer(database, stop, settings.poll_interval)),
+                asyncio.create_task(retention.run_timer(database, stop, settings)),
             ]
         try:
             async with notify.listening(database, {notify.ATTEMPTS: state.recorded}):
@@ -91,11 +98,16 @@ def create_app(settings: Settings, with_worker: bool = True) -> FastAPI:
         description="Webhook subscriptions and delivery for laboratory devices.",
         lifespan=lifespan,
         dependencies=[Depends(plain_text_request)],
+        docs_url=None,  # api/docs.py serves the pages, with their assets from this package
+        redoc_url=None,
     )
     problems.install(app, html_page=web.error_page)
     app.include_router(api_router())
     app.include_router(operations_router())
+    docs.install(app)
+    app.include_router(metrics_router())
     web.install(app, settings.resolved_secret_key(), settings.secure_cookies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)  # every log line of a request carries its id
     app.add_middleware(HeaderLimits)  # outermost: refused before anything else reads them
     return app

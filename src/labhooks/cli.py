@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -117,6 +118,33 @@ def bootstrap(
     typer.echo(token)
 
 
+LogFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        envvar="LABHOOKS_LOG_FORMAT",
+        metavar="json|text",
+        help="json: one JSON object per line; text: readable lines. Default: text on a "
+        "terminal, json otherwise (docs/observability.md)",
+        show_default=False,
+    ),
+]
+
+
+def _log_format(given: str | None) -> str:
+    """The log format of a serving command; also checks, before anything starts, what the
+    metrics need of the environment (docs/observability.md)."""
+    from labhooks.observability.logs import resolve_format
+
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared and not Path(shared).is_dir():
+        raise _fail(f"PROMETHEUS_MULTIPROC_DIR {shared} is not a directory; create it first")
+    try:
+        return resolve_format(given)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
@@ -125,24 +153,27 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Run a delivery worker in this process (--no-worker: API only)")
     ] = True,
+    log_format: LogFormat = None,
 ) -> None:
     """Run the API with a delivery worker, on an embedded SQLite file unless
     LABHOOKS_DATABASE_URL says otherwise."""
+    settings = _settings()
+    chosen_format = _log_format(log_format)  # before the imports: they make the metrics
     import uvicorn
 
     from labhooks.app import create_app
     from labhooks.serving import uvicorn_options
 
-    settings = _settings()
     if migrate:
         _with_database(settings, _upgrade)
-    _logging()
+    _logging(chosen_format)
     typer.echo(f"labhooks on http://{host}:{port} (API docs at /docs)")
     uvicorn.run(
         create_app(settings, with_worker=worker),
         host=host,
         port=port,
         log_level="info",
+        log_config=None,  # uvicorn's lines go through labhooks' handler, in its format
         **uvicorn_options(settings),
     )
 
@@ -153,9 +184,12 @@ def demo(
     simulate_rate: Annotated[
         float, typer.Option(min=0, help="Readings a second from the simulated lab (0: none)")
     ] = 1.0,
+    log_format: LogFormat = None,
 ) -> None:
     """Serve a demo on the embedded SQLite file: a demo organisation with logins and devices,
     and a request inspector at /demo/inspector/ to watch deliveries arrive."""
+    settings = _settings()
+    chosen_format = _log_format(log_format)  # before the imports: they make the metrics
     import uvicorn
 
     from labhooks.app import create_app
@@ -169,7 +203,6 @@ def demo(
     )
     from labhooks.serving import uvicorn_options
 
-    settings = _settings()
     if not settings.allowed_networks:  # the inspector is on this machine
         settings = settings.model_copy(update={"allowed_networks": "127.0.0.0/8,::1/128"})
     # The port first: nothing is written or printed for a port the demo cannot serve, and the
@@ -191,7 +224,7 @@ def demo(
         return await seed(database, base, Passwords.of(settings), box)
 
     logins = _with_database(settings, prepare)
-    _logging()
+    _logging(chosen_format)
     application = create_app(settings)
     application.include_router(Inspector().router())
     typer.echo(
@@ -203,7 +236,9 @@ def demo(
         f"  API docs:                  {base}/docs\n"
         f"  simulated lab:             {simulate_rate:g} readings/s (--simulate-rate)"
     )
-    config = uvicorn.Config(application, log_level="warning", **uvicorn_options(settings))
+    config = uvicorn.Config(
+        application, log_level="warning", log_config=None, **uvicorn_options(settings)
+    )
     server = uvicorn.Server(config)
 
     async def serve_with_lab() -> None:
@@ -238,14 +273,16 @@ async def _when_started(server: Any, work: Awaitable[None], stop: asyncio.Event)
 
 
 @app.command("worker")
-def run_worker() -> None:
+def run_worker(log_format: LogFormat = None) -> None:
     """Run a delivery worker alone; start as many as needed against one PostgreSQL.
     Stops cleanly on SIGINT/SIGTERM, finishing the attempts in flight."""
-    from labhooks.delivery.worker import run_worker
-    from labhooks.services.lab_rules import run_timer
-
     settings = _settings()
-    _logging()
+    _logging(_log_format(log_format))
+
+    # after the checks: the worker's metrics are made as it is imported
+    from labhooks.delivery.worker import run_worker
+    from labhooks.services import retention
+    from labhooks.services.lab_rules import run_timer
 
     async def work(database: Database) -> None:
         stop = asyncio.Event()
@@ -256,6 +293,7 @@ def run_worker() -> None:
         await asyncio.gather(
             run_worker(settings, database, box, stop),
             run_timer(database, stop, settings.poll_interval),
+            retention.run_timer(database, stop, settings),
         )
 
     _with_database(settings, work)
@@ -493,7 +531,88 @@ async def _serve_lads(
         await simulator.Simulation(models, names, sink, rate).run(stop, count)
 
 
-def _logging() -> None:
+@app.command()
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go, delete nothing")
+    ] = False,
+    older_than_days: Annotated[
+        str | None,
+        typer.Option(metavar="N", help="Purge what is older than N days (LABHOOKS_RETENTION_DAYS)"),
+    ] = None,
+) -> None:
+    """Purge events older than the retention period with their deliveries and attempts, now,
+    as the workers do on their timer (docs/operations.md); never an event with a pending
+    delivery. Prints what went."""
+    from labhooks.storage import retention
+    from labhooks.storage.models import utcnow
+
+    settings = _settings()
+    days = _retention_days(older_than_days, settings)
+    before = retention.cutoff(utcnow(), days)
+    age = f"published before {before:%Y-%m-%d %H:%M} UTC, {days} days ago"
+    if dry_run:
+        counted = _with_database(settings, lambda db: retention.count_expired(db, before))
+        typer.echo(f"would purge {counted} ({age}); nothing was deleted")
+        return
+    size, pause = settings.retention_batch_size, settings.retention_pause
+    purged = _with_database(settings, lambda db: retention.purge(db, before, size, pause))
+    typer.echo(f"purged {purged} ({age})")
+
+
+def _retention_days(given: str | None, settings: Settings) -> int:
+    """--older-than-days as a whole number of days, else the setting (0 there: none)."""
+    if given is None:
+        if settings.retention_days == 0:
+            raise _fail(
+                "LABHOOKS_RETENTION_DAYS is 0 (keep everything): name an age with "
+                "--older-than-days N"
+            )
+        return settings.retention_days
+    try:
+        days = int(given)
+    except ValueError:
+        raise _fail(f"--older-than-days must be a whole number of days, not {given!r}") from None
+    if days < 1:
+        raise _fail(f"--older-than-days must be at least 1, not {days}")
+    return days
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document, for scripts")] = False,
+) -> None:
+    """The queue, the delivery rate, failing subscriptions and the workers seen, read from the
+    database (docs/observability.md). Exits 1 when the database cannot be read."""
+    import json
+
+    from rich.console import Console
+    from sqlalchemy.engine import make_url
+
+    from labhooks.observability.status import as_json as status_json
+    from labhooks.observability.status import read_status, render
+
+    settings = _settings()
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        # opening it would create an empty file: the folder or the variable is wrong
+        raise _fail(f"there is no database at {url.database} (LABHOOKS_DATABASE_URL)")
+    found = _with_database(settings, lambda db: read_status(db, settings.worker_heartbeat_s))
+    if as_json:
+        typer.echo(json.dumps(status_json(found), indent=2))
+    else:
+        render(found, Console())
+
+
+def _logging(log_format: str | None = None) -> None:
+    """Log lines to standard error; `log_format` json or text (observability.logs), else the
+    plain lines the bridges and the simulator write."""
+    if log_format is not None:
+        from labhooks.observability.logs import configure
+
+        configure(log_format)
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("asyncua").setLevel(logging.WARNING)  # a line per node it builds
 

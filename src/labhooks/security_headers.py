@@ -14,7 +14,6 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,32 +33,28 @@ UI_POLICY: Policy = {
 }
 
 _LOCKED: Policy = {"base-uri": "'none'", "object-src": "'none'", "frame-ancestors": "'none'"}
-_CDN = "https://cdn.jsdelivr.net/npm"
-_FAVICON = "https://fastapi.tiangolo.com/img/favicon.png"
 
-# /docs, as FastAPI writes it: Swagger UI's script and stylesheet from the CDN, by exact URL
-# (the CDN serves any npm package); FastAPI's inline initializer, allowed by its hash (added per
-# answer); the favicon; data: images in Swagger UI's stylesheet; /openapi.json and "Try it
-# out" on this site. Serving these files ourselves is another matter.
+# /docs: Swagger UI's script, stylesheet and favicon from this site (vendored under /static, no
+# CDN: lab networks often have no internet); FastAPI's inline initializer, allowed by its hash
+# (added per answer); data: images in Swagger UI's stylesheet; /openapi.json and "Try it out".
 SWAGGER_UI_POLICY: Policy = {
     "default-src": "'self'",
-    "script-src": f"{_CDN}/swagger-ui-dist@5/swagger-ui-bundle.js",
-    "style-src": f"{_CDN}/swagger-ui-dist@5/swagger-ui.css",
-    "img-src": f"'self' data: {_FAVICON}",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
     "form-action": "'self'",
     **_LOCKED,
 }
 
-# /redoc: ReDoc's bundle from the CDN by exact URL; 'unsafe-inline' styles because ReDoc writes
-# its styles into <style> elements at run time (styled-components), besides FastAPI's inline
-# <style>; Google Fonts' stylesheet and fonts; the Redocly logo it shows; its search index runs
-# in a worker made from a blob: URL; the spec fetched from this site.
+# /redoc: ReDoc's bundle from this site; 'unsafe-inline' styles because ReDoc writes its styles
+# into <style> elements at run time (styled-components), besides FastAPI's inline <style>; no
+# web fonts (the page is made without Google Fonts); its search index runs in a worker made from
+# a blob: URL; the spec fetched from this site.
 REDOC_POLICY: Policy = {
     "default-src": "'self'",
-    "script-src": f"{_CDN}/redoc@2/bundles/redoc.standalone.js",
-    "style-src": "'unsafe-inline' https://fonts.googleapis.com/css",
-    "font-src": "https://fonts.gstatic.com",
-    "img-src": f"'self' data: {_FAVICON} https://cdn.redoc.ly/redoc/logo-mini.svg",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
     "worker-src": "blob:",
     "form-action": "'none'",
     **_LOCKED,
@@ -153,14 +148,16 @@ class SecurityHeaders:
             headers.setdefault("Strict-Transport-Security", HSTS)
 
 
-def documentation_policies(app: FastAPI) -> dict[str, Policy]:
-    """The policies of the app's API documentation pages, by path."""
+def documentation_policies(
+    docs_url: str | None, oauth2_redirect_url: str | None, redoc_url: str | None
+) -> dict[str, Policy]:
+    """The policies of the API documentation pages, by path."""
     return {
         path: policy
         for path, policy in (
-            (app.docs_url, SWAGGER_UI_POLICY),
-            (app.swagger_ui_oauth2_redirect_url, OAUTH2_REDIRECT_POLICY),
-            (app.redoc_url, REDOC_POLICY),
+            (docs_url, SWAGGER_UI_POLICY),
+            (oauth2_redirect_url, OAUTH2_REDIRECT_POLICY),
+            (redoc_url, REDOC_POLICY),
         )
         if path
     }

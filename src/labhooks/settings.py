@@ -77,6 +77,32 @@ class Settings(BaseSettings):
     password_memory_kib: int = Field(
         19456, ge=8, description="argon2id memory per password hash, in KiB (OWASP: 19 MiB)"
     )
+    # observability (issue 12): docs/observability.md
+    metrics_token: str | None = Field(
+        None, description="Set: GET /metrics answers only 'Authorization: Bearer <this>'"
+    )
+    worker_heartbeat_s: float = Field(
+        5.0, gt=0, description="Seconds between a worker's heartbeats (labhooks status)"
+    )
+    # retention (issue 12): docs/operations.md
+    retention_days: int = Field(
+        90,
+        ge=0,
+        description="Events are purged with their deliveries and attempts (failed ones too) "
+        "this many days after they were published, never while a delivery is pending; "
+        "0 keeps everything",
+    )
+    retention_batch_size: int = Field(
+        200, ge=1, description="Events purged per transaction, with their deliveries and attempts"
+    )
+    retention_interval: float = Field(
+        600.0, gt=0, description="Seconds between a worker's purges of what has expired"
+    )
+    retention_pause: float = Field(
+        0.05,
+        ge=0,
+        description="Seconds a purge rests between batches, leaving the database to delivery",
+    )
 
     @field_validator("retry_schedule")
     @classmethod

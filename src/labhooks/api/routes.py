@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 
 from labhooks.api import API_PREFIX, problems
 from labhooks.api.routers import (
+    audit,
     deliveries,
     devices,
     events,
@@ -14,6 +15,7 @@ from labhooks.api.routers import (
     organizations,
     subscriptions,
     target_urls,
+    tokens,
     users,
 )
 from labhooks.dependencies import State
@@ -24,12 +26,14 @@ def api_router() -> APIRouter:
     for module in (
         organizations,
         users,
+        tokens,
         target_urls,
         devices,
         lab_rules,
         subscriptions,
         deliveries,
         events,
+        audit,
     ):
         api.include_router(module.router)
     return api

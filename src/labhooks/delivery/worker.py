@@ -28,6 +28,9 @@ from labhooks.domain.network import AddressPolicy
 from labhooks.domain.outcomes import Attempt, AutoDisable, Decision, Verdict, decide
 from labhooks.domain.ratelimit import TokenBucket
 from labhooks.domain.signing import SignatureScheme, Signer
+from labhooks.observability import metrics
+from labhooks.observability.heartbeats import Heartbeats, new_worker_id
+from labhooks.observability.recorded import report_recorded
 from labhooks.security import SecretBox
 from labhooks.settings import Settings
 from labhooks.signals import Signal
@@ -71,8 +74,13 @@ class Worker:
         sender: Sender,
         enqueued: Signal,
         recorded: Signal | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         self.settings = settings
+        self.heartbeats = heartbeats
+        self.worker_id = heartbeats.worker_id if heartbeats else new_worker_id()
+        self._in_flight_gauge = metrics.IN_FLIGHT.labels(worker=self.worker_id)
+        self._attempts_recorded = 0
         self.queue = queue
         self.box = box
         self.sender = sender
@@ -94,7 +102,12 @@ class Worker:
         claiming_done = asyncio.Event()
         async with self.queue.listening(self.enqueued):
             writer = asyncio.create_task(self._write_loop(claiming_done))
-            log.info("worker started (concurrency %d)", self.settings.worker_concurrency)
+            beating = asyncio.create_task(self._heartbeat(stop))
+            log.info(
+                "worker started (concurrency %d)",
+                self.settings.worker_concurrency,
+                extra={"worker_id": self.worker_id},
+            )
             try:
                 await self._claim_loop(stop)
             finally:
@@ -104,7 +117,9 @@ class Worker:
                 claiming_done.set()
                 self._finished_ready.set()
                 await writer
-                log.info("worker stopped")
+                await beating
+                metrics.IN_FLIGHT.remove(self.worker_id)
+                log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     # -- claiming and sending -------------------------------------------------------------
 
@@ -161,12 +176,14 @@ class Worker:
             task = asyncio.create_task(self._attempt(delivery, runtime))
             self._in_flight.add(task)
             task.add_done_callback(self._task_done)
+        self._in_flight_gauge.set(len(self._in_flight))
         if deferred:
             await self.queue.defer(deferred)
             self._wake_at(min(at for _, at in deferred).timestamp())
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._in_flight_gauge.set(len(self._in_flight))
         # Claim again once a useful batch fits, not for every slot that frees: one query per
         # delivery would cost more than the deliveries.
         if self.settings.worker_concurrency - len(self._in_flight) >= self._claim_at:
@@ -280,6 +297,7 @@ class Worker:
             written = [f for f in batch if id(f) not in left]
             if written:
                 self.recorded.set()
+                self._account(written)
                 retries = [
                     f.decision.next_attempt_at
                     for f in written
@@ -342,6 +360,21 @@ class Worker:
                 )
         return []
 
+    # -- what operators see -----------------------------------------------------------------
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        if self.heartbeats is not None:
+            await self.heartbeats.keep_beating(
+                stop,
+                self.settings.worker_heartbeat_s,
+                lambda: (len(self._in_flight), self._attempts_recorded),
+            )
+
+    def _account(self, written: list[Finished]) -> None:
+        """Metrics and log lines for attempts just recorded."""
+        self._attempts_recorded += len(written)
+        report_recorded(written, self.worker_id)
+
     def _wake_at(self, when: float) -> None:
         """Wake the claim loop when the earliest retry this worker scheduled comes due."""
         if when >= self._timer_at and self._timer is not None:
@@ -386,7 +419,15 @@ async def run_worker(
     """A worker with the real sender, until `stop` is set."""
     policy = AddressPolicy(settings.networks, public=settings.deliver_to_public)
     async with HttpSender(policy, settings.delivery_timeout, settings.worker_concurrency) as sender:
-        worker = Worker(settings, DeliveryQueue(database), box, sender, database.enqueued, recorded)
+        worker = Worker(
+            settings,
+            DeliveryQueue(database),
+            box,
+            sender,
+            database.enqueued,
+            recorded,
+            Heartbeats(database),
+        )
         await worker.run(stop)
 
 

@@ -234,3 +234,111 @@ def webhook_payload(
     }
     # allow_nan=False: a NaN that got past validation fails here, never as an invalid body
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# -- operational events: about the organisation's subscriptions, not about a device ----------
+
+
+class SubscriptionReference(BaseModel):
+    id: str
+    target_url: str
+    description: str | None = None
+    owner_id: str | None = Field(None, description="The user who owns the subscription")
+
+
+class SubscriptionDisabled(_EventData):
+    subscription: SubscriptionReference
+    reason: str = Field(description="Why labhooks deactivated it, as its owner sees it")
+
+
+class SubscriptionSecretRotated(_EventData):
+    subscription: SubscriptionReference
+    signature_scheme: Literal["hmac", "ed25519"]
+    previous_secret_expires_at: datetime | None = Field(
+        None, description="Until when the previous secret keeps signing alongside the new one"
+    )
+    rotated_by: str | None = Field(None, description="The id of the user who rotated it")
+
+
+class DeliveryExhausted(_EventData):
+    subscription: SubscriptionReference
+    delivery_id: str = Field(description="The failed delivery; it can still be resent")
+    failed_event_id: str
+    failed_event_type: str
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+
+SUBSCRIPTION_DISABLED = "subscription.disabled"
+SUBSCRIPTION_SECRET_ROTATED = "subscription.secret_rotated"  # noqa: S105 (a type name)
+DELIVERY_EXHAUSTED = "delivery.exhausted"
+
+_SUBSCRIPTION = {
+    "id": "sub_01JD7Q2K8Y3M4N5P6R7S8T9V0W",
+    "target_url": "https://lims.example.org/hooks/balances",
+    "description": "Balances to the LIMS",
+    "owner_id": "usr_01JD7Q2K8Y3M4N5P6R7S8T9V0X",
+}
+
+# Separate from EVENT_TYPES: no channel offers these and nobody publishes them; labhooks sends
+# them to organisation-level subscriptions (WebhookSubscription.organization_events).
+ORGANIZATION_EVENT_TYPES: dict[str, EventType] = {
+    t.name: t
+    for t in (
+        EventType(
+            SUBSCRIPTION_DISABLED,
+            "labhooks deactivated a subscription: its deliveries failed for too long, or its "
+            "target answered 410 Gone.",
+            SubscriptionDisabled,
+            {
+                "subscription": _SUBSCRIPTION,
+                "reason": "The target answered 410 Gone on 2026-11-29 10:15 UTC.",
+            },
+        ),
+        EventType(
+            SUBSCRIPTION_SECRET_ROTATED,
+            "A subscription's signing secret was rotated; the previous one signs for 24 hours "
+            "more.",
+            SubscriptionSecretRotated,
+            {
+                "subscription": _SUBSCRIPTION,
+                "signature_scheme": "hmac",
+                "previous_secret_expires_at": "2026-11-30T10:15:00Z",
+                "rotated_by": "usr_01JD7Q2K8Y3M4N5P6R7S8T9V0X",
+            },
+        ),
+        EventType(
+            DELIVERY_EXHAUSTED,
+            "A delivery's last retry failed: it is failed now, and can be resent.",
+            DeliveryExhausted,
+            {
+                "subscription": _SUBSCRIPTION,
+                "delivery_id": "dlv_01JD7Q2K8Y3M4N5P6R7S8T9V0Y",
+                "failed_event_id": "evt_01JD7Q2K8Y3M4N5P6R7S8T9V0Z",
+                "failed_event_type": "data_point.created",
+                "attempts": 8,
+                "last_status_code": 503,
+                "last_error": None,
+            },
+        ),
+    )
+}
+
+
+def organization_payload(
+    *,
+    event_id: str,
+    event_type: str,
+    occurred_at: datetime,
+    organization_id: str,
+    data: dict[str, Any],
+) -> str:
+    """The body of an operational event: about the organisation, so no device and no channel."""
+    fields = {k: v for k, v in data.items() if k not in RESERVED_DATA_KEYS}
+    body = {
+        "type": event_type,
+        "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": {"event_id": event_id, "organization_id": organization_id, **fields},
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -26,6 +26,7 @@ class Actor:
     is_server_admin: bool
     scope: TokenScope = TokenScope.FULL
     token_id: str | None = None  # the API token it came with (None: a web session, the CLI)
+    device_id: str | None = None  # a gateway token held to one device publishes only its events
 
     @property
     def is_org_admin(self) -> bool:

@@ -10,7 +10,9 @@ condition no longer holds).
 
 Points are taken in the order they occurred. One older than the newest point a threshold has
 seen changes nothing (a late reading does not rewrite what was opened or closed); points of one
-batch are sorted by time first. A hold whose time passes without a new point (the value stays
+batch are sorted by time first. The newest time remembered is never later than the judge's
+clock, so a reading dated ahead by a drifting device clock does not make the readings after it
+late. A hold whose time passes without a new point (the value stays
 bad, the device goes quiet) opens the incident when the time is up (`due`), as the worker's timer
 checks.
 
@@ -28,6 +30,7 @@ Comparator = Literal[">", ">=", "<", "<=", "outside"]
 Level = Literal["warning", "critical"]
 Status = Literal["normal", "holding", "open"]
 COMPARATORS: tuple[Comparator, ...] = (">", ">=", "<", "<=", "outside")
+MAX_HOLD_S = 7 * 24 * 3600  # a week: a hold longer than that is a different question
 LEVELS: tuple[Level, ...] = ("warning", "critical")
 
 
@@ -63,8 +66,13 @@ class Rule:
             and 2 * self.hysteresis >= self.upper - self.value
         ):
             found["hysteresis"] = "must leave room inside the range to clear (under half its width)"
-        if not (math.isfinite(self.hold_s) and self.hold_s >= 0):
-            found["hold_s"] = "must be zero or more seconds"
+        elif "value" not in found and not all(
+            math.isfinite(line)
+            for line in (self.value - self.hysteresis, self.value + self.hysteresis)
+        ):
+            found["hysteresis"] = "is too large for the value: the clear line is beyond any number"
+        if not (math.isfinite(self.hold_s) and 0 <= self.hold_s <= MAX_HOLD_S):
+            found["hold_s"] = f"must be 0 to {MAX_HOLD_S} seconds (a week)"
         return found
 
     def crossed(self, value: float) -> bool:
@@ -156,8 +164,19 @@ class Change:
     value: float
 
 
-def step(rule: Rule, state: State, value: float, at: datetime) -> tuple[State, Change | None]:
-    """The state after one more point, and the incident it opens or closes, if any."""
+def step(
+    rule: Rule, state: State, value: float, at: datetime, now: datetime | None = None
+) -> tuple[State, Change | None]:
+    """The state after one more point, and the incident it opens or closes, if any. With `now`
+    (the judge's clock), the newest time remembered is never later than it: one reading dated
+    ahead by a drifting device clock must not make every reading until then late."""
+    state, change = _step(rule, state, value, at)
+    if now is not None and state.last_at is not None and state.last_at > now:
+        state = replace(state, last_at=now)
+    return state, change
+
+
+def _step(rule: Rule, state: State, value: float, at: datetime) -> tuple[State, Change | None]:
     if state.last_at is not None and at < state.last_at:
         return state, None  # late: history is not rewritten
     seen = replace(state, last_at=at, last_value=value)

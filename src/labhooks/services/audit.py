@@ -5,15 +5,29 @@ field is recorded as changed, not with its value."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from labhooks.domain.errors import PermissionDenied
 from labhooks.domain.people import Actor
-from labhooks.storage.models import AuditEntry, User
+from labhooks.services.pages import Page, PageRequest, fetch_page
+from labhooks.storage.models import AuditEntry, User, WebhookSubscription
 
 HIDDEN = "(hidden)"  # what a secret's before and after read in `changes`
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret's value in a snapshot taken for `diff`: compared in memory, written as HIDDEN."""
+
+    value: str
+
+    def __repr__(self) -> str:  # never in a log line or a traceback either
+        return "Secret(...)"
 
 
 async def record(
@@ -55,6 +69,88 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         for name, value in after.items()
         if before.get(name) != value
     }
+
+
+def _shown(value: Any) -> Any:
+    return HIDDEN if isinstance(value, Secret) else value
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """field → [before, after] between two snapshots, for every field that differs, one missing
+    on either side reading None; values wrapped in Secret are compared, then written as HIDDEN.
+    `diff(state, {})` is what a deletion removed; `diff({}, state)` what a creation made."""
+    names = list(before) + [name for name in after if name not in before]
+    return {
+        name: [_shown(before.get(name)), _shown(after.get(name))]
+        for name in names
+        if before.get(name) != after.get(name)
+    }
+
+
+def subscription_state(
+    subscription: WebhookSubscription, decrypt: Callable[[str], str]
+) -> dict[str, Any]:
+    """What the log compares of a subscription (headers and selections loaded): header names
+    are shown, each header's value only compared (`header:<name>`, a Secret)."""
+    headers = sorted(subscription.headers, key=lambda h: h.position)
+    return {
+        "target_url": subscription.target_url,
+        "active": subscription.active,
+        "description": subscription.description,
+        "ordered": subscription.ordered,
+        "rate_limit_per_s": subscription.rate_limit_per_s,
+        "retry_schedule": subscription.retry_schedule,
+        "signature_scheme": subscription.signature_scheme,
+        "channels": sorted(f"{s.channel_id} {s.event_type}" for s in subscription.selections),
+        "organization_events": subscription.organization_events,
+        "headers": [h.name for h in headers],
+        **{f"header:{h.name}": Secret(decrypt(h.value_encrypted)) for h in headers},
+    }
+
+
+def subscription_change_action(changes: dict[str, Any]) -> str:
+    """A change of nothing but `active` reads as the toggle it is, whichever route made it."""
+    if set(changes) == {"active"}:
+        return "subscription.activated" if changes["active"][1] else "subscription.deactivated"
+    return "subscription.updated"
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What a reader narrows the log to; None: anything."""
+
+    organization_id: str | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    actor_user_id: str | None = None
+
+
+async def list_entries(
+    db: AsyncSession, actor: Actor, page: PageRequest, narrow: AuditFilter | None = None
+) -> Page[AuditEntry]:
+    """Newest first. Organisation administrators read their organisation's entries; server
+    administrators every entry, the server's own (organisations made) among them, or one
+    organisation's with `organization_id`."""
+    narrow = narrow or AuditFilter()
+    statement = select(AuditEntry)
+    if actor.is_server_admin:
+        if narrow.organization_id:
+            statement = statement.where(AuditEntry.organization_id == narrow.organization_id)
+    else:
+        own = actor.require_org_admin()
+        if narrow.organization_id not in (None, own):
+            raise PermissionDenied("You can read only your own organisation's audit log.")
+        statement = statement.where(AuditEntry.organization_id == own)
+    for column, wanted in (
+        (AuditEntry.action, narrow.action),
+        (AuditEntry.target_type, narrow.target_type),
+        (AuditEntry.target_id, narrow.target_id),
+        (AuditEntry.actor_user_id, narrow.actor_user_id),
+    ):
+        if wanted:
+            statement = statement.where(column == wanted)
+    return await fetch_page(db, statement, AuditEntry.id, page, descending=True)
 
 
 async def latest(

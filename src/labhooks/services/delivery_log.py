@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labhooks.domain.catalogue import EVENT_TYPES, PING
+from labhooks.domain.catalogue import EVENT_TYPES, ORGANIZATION_EVENT_TYPES, PING
 from labhooks.domain.errors import FieldError, InvalidInput
 from labhooks.domain.outcomes import DeliveryStatus, succeeded
 from labhooks.domain.people import Actor
@@ -108,7 +108,8 @@ def log_filter(
     errors = []
     if status and status not in STATUS_CHOICES:
         errors.append(FieldError("status", f"must be one of {', '.join(STATUS_CHOICES)}"))
-    if event_type and event_type != PING and event_type not in EVENT_TYPES:
+    known = event_type == PING or event_type in EVENT_TYPES
+    if event_type and not known and event_type not in ORGANIZATION_EVENT_TYPES:
         errors.append(FieldError("event_type", "is not an event type labhooks sends"))
     wanted = search.strip().strip("\"'").strip().lower()
     if wanted and not _ID.fullmatch(wanted):

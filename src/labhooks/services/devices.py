@@ -12,7 +12,8 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 from labhooks.domain.catalogue import DEVICE_STATUS_CHANGED, EVENT_TYPES
 from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from labhooks.domain.people import Actor
-from labhooks.services.inputs import Input, Name
+from labhooks.services import audit, lab_rules
+from labhooks.services.inputs import Input, Name, Number
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.models import (
     Channel,
@@ -33,7 +34,7 @@ class ChannelIn(Input):
 
 HEARTBEAT = Field(
     None,
-    gt=0,
+    ge=1,  # a heartbeat under a second would flap between online and offline
     le=7 * 24 * 3600,
     description="Seconds between the device's reports at the longest; silent for twice this, "
     "it goes offline (device.status_changed on its channels that offer it). null: not watched",
@@ -44,13 +45,13 @@ class DeviceCreate(Input):
     name: Name
     model: str | None = Field(None, max_length=200)
     channels: list[ChannelIn] = Field(default_factory=list, max_length=500)
-    heartbeat_s: float | None = HEARTBEAT
+    heartbeat_s: Number | None = HEARTBEAT
 
 
 class DeviceUpdate(Input):
     name: Name | None = None
     model: str | None = Field(None, max_length=200)
-    heartbeat_s: float | None = HEARTBEAT
+    heartbeat_s: Number | None = HEARTBEAT
     channels: list[ChannelIn] | None = Field(
         None,
         max_length=500,
@@ -146,6 +147,16 @@ async def create_device(db: AsyncSession, actor: Actor, data: DeviceCreate) -> D
     )
     _watch(device, data.heartbeat_s)
     db.add(device)
+    await db.flush()  # its id, for the audit entry
+    await audit.record(
+        db,
+        actor,
+        "device.created",
+        "device",
+        device.id,
+        f"Added the device {device.name}",
+        audit.diff({}, _audited(device)),
+    )
     await db.commit()
     return await get_device(db, actor, device.id)
 
@@ -155,6 +166,7 @@ async def update_device(
 ) -> Device:
     organization_id = actor.require_org_admin()
     device = await get_device(db, actor, device_id)
+    before = _audited(device)
     if data.name is not None:
         device.name = data.name.strip()
     if "model" in data.model_fields_set:
@@ -169,7 +181,7 @@ async def update_device(
                 kept.append(_new_channel(organization_id, incoming))
                 continue
             channel.name, channel.unit = incoming.name, incoming.unit
-            channel.trigger_events = list(dict.fromkeys(incoming.trigger_events))
+            channel.trigger_events = _offered(channel, incoming, len(kept))
             # Subscriptions cannot keep an event the channel no longer offers.
             await db.execute(
                 delete(SubscriptionSelection).where(
@@ -178,11 +190,23 @@ async def update_device(
                 )
             )
             kept.append(channel)
+        removed = [c.id for c in device.channels if c not in kept]
+        await lab_rules.close_incidents(db, removed, "channel removed")
         device.channels = kept
     if "heartbeat_s" in data.model_fields_set:
         _watch(device, data.heartbeat_s)
     elif device.heartbeat_s is not None:
         _watch(device, device.heartbeat_s)  # the channels changed: one must still take it
+    if changes := audit.diff(before, _audited(device)):
+        await audit.record(
+            db,
+            actor,
+            "device.updated",
+            "device",
+            device.id,
+            f"Changed the device {device.name}: " + ", ".join(changes),
+            changes,
+        )
     await db.commit()
     db.expire(device)
     return await get_device(db, actor, device_id)
@@ -191,8 +215,44 @@ async def update_device(
 async def delete_device(db: AsyncSession, actor: Actor, device_id: str) -> None:
     actor.require_org_admin()
     device = await get_device(db, actor, device_id)
+    await audit.record(
+        db,
+        actor,
+        "device.deleted",
+        "device",
+        device.id,
+        f"Removed the device {device.name}",
+        audit.diff(_audited(device), {}),
+    )
+    await lab_rules.close_incidents(db, [c.id for c in device.channels], "device deleted")
     await db.delete(device)
     await db.commit()
+
+
+def _offered(channel: Channel, incoming: ChannelIn, position: int) -> list[str]:
+    """The events a stored channel offers after an edit. One with thresholds keeps offering the
+    incident events (its thresholds publish them) and must keep data_point.created (what they
+    judge)."""
+    offered = list(dict.fromkeys(incoming.trigger_events))
+    if not channel.has_thresholds:
+        return offered
+    if lab_rules.DATA_POINT_CREATED not in offered:
+        raise InvalidInput.single(
+            f"channels.{position}.trigger_events",
+            f"channel {channel.key!r} has thresholds, which judge its data points: delete them "
+            "before it stops offering data_point.created",
+        )
+    return offered + [e for e in lab_rules.INCIDENT_EVENTS if e not in offered]
+
+
+def _audited(device: Device) -> dict[str, object]:
+    """What the audit log shows of a device: its channels by key, with the events they offer."""
+    return {
+        "name": device.name,
+        "model": device.model,
+        "heartbeat_s": device.heartbeat_s,
+        "channels": {c.key: list(c.trigger_events) for c in device.channels},
+    }
 
 
 def accessible_channels(actor: Actor) -> Select[Channel]:
@@ -282,6 +342,17 @@ async def create_grant(db: AsyncSession, actor: Actor, data: GrantCreate) -> Cha
         organization_id=organization_id, user_id=data.user_id, channel_id=data.channel_id
     )
     db.add(grant)
+    await db.flush()  # its id, for the audit entry
+    assert user is not None and channel is not None  # checked above
+    await audit.record(
+        db,
+        actor,
+        "channel_grant.created",
+        "channel_grant",
+        grant.id,
+        f"Gave {user.name} <{user.email}> access to the channel {channel.name} ({channel.key})",
+        {"user_id": [None, user.id], "channel_id": [None, channel.id]},
+    )
     await db.commit()
     return grant
 
@@ -291,5 +362,18 @@ async def delete_grant(db: AsyncSession, actor: Actor, grant_id: str) -> None:
     grant = await db.get(ChannelGrant, grant_id)
     if grant is None or grant.organization_id != organization_id:
         raise NotFound("Channel grant")
+    user = await db.get(User, grant.user_id)
+    channel = await db.get(Channel, grant.channel_id)
+    whom = f"{user.name} <{user.email}>" if user else grant.user_id
+    what = f"{channel.name} ({channel.key})" if channel else grant.channel_id
+    await audit.record(
+        db,
+        actor,
+        "channel_grant.deleted",
+        "channel_grant",
+        grant.id,
+        f"Took away the access of {whom} to the channel {what}",
+        {"user_id": [grant.user_id, None], "channel_id": [grant.channel_id, None]},
+    )
     await db.delete(grant)
     await db.commit()

@@ -113,13 +113,19 @@ async def publish(
     organization_id = require_publisher(actor)
     if len(events) > MAX_BATCH:
         raise InvalidInput.single("body", f"at most {MAX_BATCH} events per request")
-    valid = await _validate(db, organization_id, events, indexed)
+    valid = await _validate(db, organization_id, events, indexed, actor.device_id)
     return await _store(db, actor, organization_id, valid, indexed)
 
 
 async def _validate(
-    db: AsyncSession, organization_id: str, events: Sequence[EventIn], indexed: bool
+    db: AsyncSession,
+    organization_id: str,
+    events: Sequence[EventIn],
+    indexed: bool,
+    only_device_id: str | None = None,
 ) -> list[_Valid]:
+    """`only_device_id`: the device a gateway token is held to; another device's event is a
+    422 on its `device_id`, reported with the batch's other field errors."""
     device_ids = {e.device_id for e in events}
     devices = {
         d.id: d
@@ -133,6 +139,14 @@ async def _validate(
     valid: list[_Valid] = []
     for index, event in enumerate(events):
         at = f"{index}." if indexed else ""
+        if only_device_id is not None and event.device_id != only_device_id:
+            errors.append(
+                FieldError(
+                    f"{at}device_id",
+                    f"this token publishes only for device {only_device_id}",
+                )
+            )
+            continue
         device = devices.get(event.device_id)
         if device is None:
             errors.append(

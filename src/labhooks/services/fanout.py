@@ -1,6 +1,8 @@
 """Fan-out: stored events become deliveries to the subscriptions that listen to them, in the
 caller's transaction. Published events take this way, and the events labhooks makes itself
-(incidents, liveness)."""
+(incidents, liveness). Operational events about the organisation's subscriptions go to its
+organisation-level subscriptions instead (`fan_out_to_organization`); the delivery queue emits
+those it makes itself, as it records attempts."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from labhooks.storage.models import (
     SubscriptionSelection,
     User,
     WebhookSubscription,
+    utcnow,
 )
+from labhooks.storage.queue import OrganizationEvent
 
 
 def references(device: Device, channel: Channel) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -49,6 +53,26 @@ async def fan_out(
         for subscription_id in targets.get((row["channel_id"], row["type"]), [])
     ]
     return await queue.enqueue(db, organization_id, pairs)
+
+
+async def fan_out_to_organization(db: AsyncSession, events: list[OrganizationEvent]) -> int:
+    """Stores operational events and queues them to the organisation-level subscriptions that
+    take their types, in the caller's transaction; the workers wake when it commits. Returns
+    how many deliveries were queued."""
+    queued = await queue.publish_organization_events(await db.connection(), events, utcnow())
+    if queued:
+        await queue.wake(db)
+    return queued
+
+
+def about_subscription(subscription: WebhookSubscription) -> dict[str, Any]:
+    """A subscription as operational events name it."""
+    return {
+        "id": subscription.id,
+        "target_url": subscription.target_url,
+        "description": subscription.description,
+        "owner_id": subscription.owner_id,
+    }
 
 
 async def store_own_events(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
 
 from labhooks.domain.text import text_problem
@@ -14,6 +14,16 @@ from labhooks.domain.text import text_problem
 # A name people read (an organisation, a user, a device, a channel): surrounding blanks dropped,
 # so a name of blanks alone is missing, not empty.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _not_true_or_false(value: Any) -> Any:
+    if isinstance(value, bool):  # JSON's true is not 1 to a person writing it
+        raise PydanticCustomError("number_type", "must be a number, not true or false")
+    return value
+
+
+# A number a person gives (a limit, a heartbeat): JSON numbers and numeric text, never true/false.
+Number = Annotated[float, BeforeValidator(_not_true_or_false)]
 
 
 def problem_in(value: Any) -> str | None:

@@ -32,8 +32,9 @@ from labhooks.domain.errors import FieldError, InvalidInput, NotFound
 from labhooks.domain.ids import new_id
 from labhooks.domain.people import Actor
 from labhooks.domain.thresholds import Change, Comparator, Level, Rule, State, due, step
+from labhooks.services import audit
 from labhooks.services.fanout import OwnEvent, fan_out, references, store_own_events
-from labhooks.services.inputs import Input
+from labhooks.services.inputs import Input, Number
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.database import Database
 from labhooks.storage.models import Channel, Device, Incident, Threshold, User, utcnow
@@ -42,20 +43,24 @@ log = logging.getLogger("labhooks.rules")
 INCIDENT_EVENTS = ("incident.opened", "incident.closed")
 DATA_POINT_CREATED = "data_point.created"  # the events a threshold judges
 SILENT_HEARTBEATS = 2  # a device is offline once silent for this many heartbeats
+MAX_THRESHOLDS_PER_CHANNEL = 20  # each is judged with every reading of its channel
+_unjudgeable: set[str] = set()  # thresholds the timer could not judge, told once per process
 
 
 class ThresholdIn(Input):
     level: Level = "warning"
     comparator: Comparator
-    value: float = Field(description="The limit; with `outside`, the low end of the range")
-    upper: float | None = Field(None, description="With `outside`: the high end of the range")
-    hysteresis: float = Field(
+    value: Number = Field(description="The limit; with `outside`, the low end of the range")
+    upper: Number | None = Field(None, description="With `outside`: the high end of the range")
+    hysteresis: Number = Field(
         0.0,
         description="How far back past the limit a value must come to close the incident "
         "(open above 8.5, close below 8.3: 0.2)",
     )
-    hold_s: float = Field(
-        0.0, description="Seconds the value must stay past the limit before an incident opens"
+    hold_s: Number = Field(
+        0.0,
+        description="Seconds (up to a week) the value must stay past the limit before an "
+        "incident opens",
     )
 
 
@@ -87,6 +92,13 @@ async def create_threshold(
     errors = [FieldError(name, message) for name, message in rule.problems().items()]
     if problem := channel_problem(channel):
         errors.append(FieldError("channel_id", problem))
+    elif await _count_thresholds(db, channel.id) >= MAX_THRESHOLDS_PER_CHANNEL:
+        errors.append(
+            FieldError(
+                "channel_id",
+                f"has {MAX_THRESHOLDS_PER_CHANNEL} thresholds, the most a channel may have",
+            )
+        )
     if errors:  # all at once: a form shows each beside its field
         raise InvalidInput(errors)
     missing = [name for name in INCIDENT_EVENTS if name not in channel.trigger_events]
@@ -106,8 +118,35 @@ async def create_threshold(
         status="normal",
     )
     db.add(threshold)
+    await db.flush()  # its id, for the audit entry
+    await audit.record(
+        db,
+        actor,
+        "threshold.created",
+        "threshold",
+        threshold.id,
+        f"Set a {threshold.level} threshold on the channel {channel.name} ({channel.key})",
+        audit.diff({}, _audited(threshold)),
+    )
     await db.commit()
     return threshold
+
+
+def _audited(threshold: Threshold) -> dict[str, object]:
+    return {
+        "channel_id": threshold.channel_id,
+        "level": threshold.level,
+        "comparator": threshold.comparator,
+        "value": threshold.value,
+        "upper": threshold.upper,
+        "hysteresis": threshold.hysteresis,
+        "hold_s": threshold.hold_s,
+    }
+
+
+async def _count_thresholds(db: AsyncSession, channel_id: str) -> int:
+    counted = select(func.count()).select_from(Threshold).where(Threshold.channel_id == channel_id)
+    return int(await db.scalar(counted) or 0)
 
 
 def channel_problem(channel: Channel) -> str | None:
@@ -141,16 +180,20 @@ async def delete_threshold(db: AsyncSession, actor: Actor, threshold_id: str) ->
     threshold = await db.scalar(
         select(Threshold)
         .where(Threshold.id == threshold_id, Threshold.organization_id == organization_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if threshold is None:
         raise NotFound("Threshold")
-    if threshold.status == "open":
-        now = utcnow()
-        value = threshold.last_value if threshold.last_value is not None else threshold.value
-        closing = Change("closed", now, value)
-        made = await _record(db, threshold, closing, now, reason="threshold deleted")
-        await fan_out(db, organization_id, await store_own_events(db, organization_id, made))
+    await _close_open([threshold], "threshold deleted", db)
+    await audit.record(
+        db,
+        actor,
+        "threshold.deleted",
+        "threshold",
+        threshold.id,
+        f"Removed a {threshold.level} threshold ({rule_of(threshold).describe()})",
+        audit.diff(_audited(threshold), {}),
+    )
     await db.delete(threshold)
     await db.flush()
     others = select(Threshold.id).where(Threshold.channel_id == threshold.channel_id).limit(1)
@@ -159,6 +202,33 @@ async def delete_threshold(db: AsyncSession, actor: Actor, threshold_id: str) ->
         if channel is not None:
             channel.has_thresholds = False
     await db.commit()
+
+
+async def close_incidents(db: AsyncSession, channel_ids: Sequence[str], reason: str) -> None:
+    """Before channels go (removed from their device, or with it): their open incidents close,
+    with `reason` and the last value seen, and say so to their subscribers; the incidents stay
+    listed, their device and channel gone. In the caller's transaction."""
+    if not channel_ids:
+        return
+    thresholds = await db.scalars(
+        select(Threshold)
+        .where(Threshold.channel_id.in_(channel_ids), Threshold.status == "open")
+        .order_by(Threshold.id)
+        .with_for_update(key_share=True)
+    )
+    await _close_open(list(thresholds), reason, db)
+
+
+async def _close_open(thresholds: Sequence[Threshold], reason: str, db: AsyncSession) -> None:
+    now = utcnow()
+    for threshold in thresholds:
+        if threshold.status != "open":
+            continue
+        value = threshold.last_value if threshold.last_value is not None else threshold.value
+        made = await _record(db, threshold, Change("closed", now, value), now, reason=reason)
+        _keep(threshold, State("normal", None, threshold.last_at, threshold.last_value))
+        organization_id = threshold.organization_id
+        await fan_out(db, organization_id, await store_own_events(db, organization_id, made))
 
 
 async def _channel(
@@ -227,9 +297,23 @@ async def acknowledge(
     replaces the earlier acknowledgement (the latest word counts)."""
     actor.require_org_admin()
     incident = await get_incident(db, actor, incident_id)
+    before = {"acknowledged_by": incident.acknowledged_by, "note": incident.acknowledgement_note}
     incident.acknowledged_by = actor.user_id
     incident.acknowledged_at = utcnow()
     incident.acknowledgement_note = (data.note or "").strip() or None
+    await audit.record(
+        db,
+        actor,
+        "incident.acknowledged",
+        "incident",
+        incident.id,
+        f"Acknowledged a {incident.level} incident"
+        + (f": {incident.acknowledgement_note}" if incident.acknowledgement_note else ""),
+        audit.diff(
+            before,
+            {"acknowledged_by": actor.user_id, "note": incident.acknowledgement_note},
+        ),
+    )
     await db.commit()
     return await get_incident(db, actor, incident_id)
 
@@ -271,12 +355,12 @@ async def apply(
             select(Threshold)
             .where(Threshold.channel_id.in_(points))
             .order_by(Threshold.id)  # locked in one order: two publishers cannot deadlock
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         for threshold in thresholds:
             state, changes = _state(threshold), []
             for at, value in points[threshold.channel_id]:
-                state, change = step(rule_of(threshold), state, value, at)
+                state, change = step(rule_of(threshold), state, value, at, now)
                 if change:
                     changes.append(change)
             _keep(threshold, state)
@@ -387,7 +471,12 @@ async def _seen(db: AsyncSession, device_ids: set[str], now: datetime) -> list[O
     """Watched devices that sent something are seen now; one that was offline is online."""
     made: list[OwnEvent] = []
     for device in await db.scalars(
-        _watched().where(Device.id.in_(device_ids)).order_by(Device.id).with_for_update()
+        _watched()
+        .where(Device.id.in_(device_ids))
+        .order_by(Device.id)
+        # NO KEY UPDATE: the events just inserted hold KEY SHARE on the device row through
+        # their foreign key; FOR UPDATE would wait on another publisher's, which waits on ours
+        .with_for_update(key_share=True)
     ):
         device.last_seen_at = now
         if device.liveness == "offline":
@@ -446,10 +535,16 @@ async def tick(db: AsyncSession, now: datetime) -> int:
         select(Threshold)
         .where(Threshold.status == "holding")
         .order_by(Threshold.id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     for threshold in holding:
-        state, change = due(rule_of(threshold), _state(threshold), now)
+        try:  # one threshold that cannot be judged (a row damaged by hand) fails alone
+            state, change = due(rule_of(threshold), _state(threshold), now)
+        except Exception:
+            if threshold.id not in _unjudgeable:  # once, not at every tick
+                _unjudgeable.add(threshold.id)
+                log.exception("threshold %s cannot be judged; the others are", threshold.id)
+            continue
         if change:
             _keep(threshold, state)
             made[threshold.organization_id] += await _record(db, threshold, change, now)
@@ -457,7 +552,7 @@ async def tick(db: AsyncSession, now: datetime) -> int:
         _watched()
         .where(Device.liveness.is_distinct_from("offline"))
         .order_by(Device.id)
-        .with_for_update(skip_locked=True, of=Device)
+        .with_for_update(skip_locked=True, key_share=True, of=Device)
     )
     for device in silent:
         deadline = offline_after(device)

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.errors import Conflict, NotFound
 from labhooks.domain.people import Actor
+from labhooks.services import audit
 from labhooks.services.inputs import Input, Name
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage import queue
@@ -55,6 +56,17 @@ async def create_organization(
     await _ensure_name_free(db, name)
     organization = Organization(name=name, webhooks_enabled=data.webhooks_enabled)
     db.add(organization)
+    await db.flush()  # its id, for the audit entry
+    # the server's own entry (no organisation): it outlives the organisation it names
+    await audit.record(
+        db,
+        actor,
+        "organization.created",
+        "organization",
+        organization.id,
+        f"Created the organisation {name}",
+        {"name": [None, name], "webhooks_enabled": [None, data.webhooks_enabled]},
+    )
     await db.commit()
     return organization
 
@@ -64,6 +76,7 @@ async def update_organization(
 ) -> Organization:
     actor.require_server_admin()
     organization = await load_organization(db, organization_id)
+    before = {"name": organization.name, "webhooks_enabled": organization.webhooks_enabled}
     if data.name is not None and data.name.strip() != organization.name:
         await _ensure_name_free(db, data.name.strip())
         organization.name = data.name.strip()
@@ -71,5 +84,28 @@ async def update_organization(
         organization.webhooks_enabled = data.webhooks_enabled
         if data.webhooks_enabled:
             await queue.wake(db)  # held deliveries go out now
+    after = {"name": organization.name, "webhooks_enabled": organization.webhooks_enabled}
+    if changes := audit.diff(before, after):
+        await audit.record(
+            db,
+            actor,
+            "organization.updated",
+            "organization",
+            organization.id,
+            _organization_summary(organization.name, changes),
+            changes,
+            organization_id=organization.id,
+        )
     await db.commit()
     return organization
+
+
+def _organization_summary(name: str, changes: dict[str, list[object]]) -> str:
+    parts = []
+    if "name" in changes:
+        parts.append(f"renamed {changes['name'][0]} to {name}")
+    if "webhooks_enabled" in changes:
+        state = "on" if changes["webhooks_enabled"][1] else "off"
+        parts.append(f"switched webhooks {state} for {name}")
+    words = "; ".join(parts)
+    return words[:1].upper() + words[1:]

@@ -5,20 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from labhooks.domain.errors import Conflict, FieldError, InvalidInput, NotFound, WebhooksDisabled
+from labhooks.domain.catalogue import ORGANIZATION_EVENT_TYPES, SUBSCRIPTION_SECRET_ROTATED
+from labhooks.domain.errors import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    WebhooksDisabled,
+)
 from labhooks.domain.headers import validate_headers
 from labhooks.domain.people import Actor
 from labhooks.domain.signing import PublicKey, SignatureScheme, public_key_of, public_keys
 from labhooks.domain.targets import first_match
 from labhooks.security import SecretBox, new_signing_key
+from labhooks.services import audit
 from labhooks.services.devices import accessible_channels
+from labhooks.services.fanout import about_subscription, fan_out_to_organization
 from labhooks.services.inputs import Input
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
@@ -33,6 +43,7 @@ from labhooks.storage.models import (
     WebhookSubscription,
     utcnow,
 )
+from labhooks.storage.queue import OrganizationEvent
 
 PREVIOUS_SECRET_GRACE = timedelta(hours=24)
 
@@ -66,8 +77,18 @@ class SubscriptionCreate(Input):
 
     target_url: str = Field(max_length=4096)
     headers: list[HeaderIn] = Field(default_factory=list, max_length=100)
+    # required, so a body without it has it named with every other missing field
     channels: list[ChannelSelectionIn] = Field(
-        max_length=1000, description="At least one channel with at least one event"
+        max_length=1000,
+        description="Channels with at least one event each; `[]` when the subscription takes "
+        "`organization_events` only",
+    )
+    organization_events: list[str] = Field(
+        default_factory=list,
+        max_length=len(ORGANIZATION_EVENT_TYPES),
+        description="Operational events about the organisation's subscriptions that this "
+        "subscription receives (organisation administrators only): "
+        + ", ".join(ORGANIZATION_EVENT_TYPES),
     )
     active: bool = True
     description: str | None = Field(None, max_length=2000)
@@ -87,6 +108,7 @@ class SubscriptionUpdate(Input):
     target_url: str | None = Field(None, max_length=4096)
     headers: list[HeaderIn] | None = Field(None, max_length=100)
     channels: list[ChannelSelectionIn] | None = Field(None, max_length=1000)
+    organization_events: list[str] | None = Field(None, max_length=len(ORGANIZATION_EVENT_TYPES))
     active: bool | None = None
     description: str | None = Field(None, max_length=2000)
     ordered: bool | None = None
@@ -102,6 +124,7 @@ class _Checked:
     target_url: str | None
     headers: list[tuple[str, str]] | None  # (name, encrypted value)
     selections: list[tuple[str, str]] | None  # (channel_id, event_type)
+    organization_events: list[str] | None = None  # None: unchanged
 
 
 async def delete_subscriptions(db: AsyncSession, subscription_ids: Sequence[str]) -> None:
@@ -188,7 +211,14 @@ class SubscriptionService:
         organization_id = actor.require_organization()
         await self._require_webhooks_enabled(db, organization_id)
         checked = await self._check(
-            db, actor, actor, data.target_url, data.headers, data.channels, {}
+            db,
+            actor,
+            actor,
+            data.target_url,
+            data.headers,
+            data.channels,
+            {},
+            organization_events=data.organization_events,
         )
         subscription = WebhookSubscription(
             organization_id=organization_id,
@@ -202,6 +232,16 @@ class SubscriptionService:
         self._new_key(subscription, data.signature_scheme)
         self._apply(subscription, checked)
         db.add(subscription)
+        await db.flush()  # its id, for the audit entry
+        await audit.record(
+            db,
+            actor,
+            "subscription.created",
+            "subscription",
+            subscription.id,
+            f"Created the webhook subscription to {subscription.target_url}",
+            audit.diff({}, self._audit_state(subscription)),
+        )
         await db.commit()
         return await self.get(db, actor, subscription.id)
 
@@ -219,10 +259,19 @@ class SubscriptionService:
         self, db: AsyncSession, actor: Actor, subscription_id: str, data: SubscriptionUpdate
     ) -> WebhookSubscription:
         subscription = await self.get(db, actor, subscription_id)
+        before = self._audit_state(subscription)
         owner = await self._owner(db, subscription)
         stored = {h.name.lower(): h.value_encrypted for h in subscription.headers}
         checked = await self._check(
-            db, actor, owner, data.target_url, data.headers, data.channels, stored
+            db,
+            actor,
+            owner,
+            data.target_url,
+            data.headers,
+            data.channels,
+            stored,
+            organization_events=data.organization_events,
+            current=subscription,
         )
         fields = data.model_fields_set
         if data.active and not subscription.active:
@@ -242,6 +291,17 @@ class SubscriptionService:
         if scheme is not None and scheme != subscription.signature_scheme:
             self._new_key(subscription, scheme)
         self._apply(subscription, checked)
+        if changes := audit.diff(before, self._audit_state(subscription)):
+            await audit.record(
+                db,
+                actor,
+                audit.subscription_change_action(changes),
+                "subscription",
+                subscription.id,
+                f"Changed the webhook subscription to {subscription.target_url}: "
+                + ", ".join(changes),
+                changes,
+            )
         subscription.updated_at = utcnow()
         await queue.wake(db)
         await db.commit()
@@ -261,6 +321,17 @@ class SubscriptionService:
                     field="target_url",
                 )
             subscription.disabled_reason = None
+        if active != subscription.active:
+            verb = "activated" if active else "deactivated"
+            await audit.record(
+                db,
+                actor,
+                f"subscription.{verb}",
+                "subscription",
+                subscription.id,
+                f"{verb.capitalize()} the webhook subscription to {subscription.target_url}",
+                {"active": [subscription.active, active]},
+            )
         subscription.active = active
         subscription.updated_at = utcnow()
         if active:
@@ -270,6 +341,15 @@ class SubscriptionService:
 
     async def delete(self, db: AsyncSession, actor: Actor, subscription_id: str) -> None:
         subscription = await self.get(db, actor, subscription_id)
+        await audit.record(
+            db,
+            actor,
+            "subscription.deleted",
+            "subscription",
+            subscription.id,
+            f"Deleted the webhook subscription to {subscription.target_url}",
+            audit.diff(self._audit_state(subscription), {}),
+        )
         await delete_subscriptions(db, [subscription.id])
         await db.commit()
 
@@ -277,13 +357,49 @@ class SubscriptionService:
         """What receivers verify with: the `whsec_` secret, or the `whpk_` public key of an
         ed25519 subscription (its private key never leaves labhooks)."""
         subscription = await self.get(db, actor, subscription_id)
-        return subscription.public_key or self.box.decrypt(subscription.secret_encrypted)
+        revealed = subscription.public_key or self.box.decrypt(subscription.secret_encrypted)
+        what = "public key" if subscription.public_key else "signing secret"
+        await audit.record(
+            db,
+            actor,
+            "subscription.secret_revealed",
+            "subscription",
+            subscription.id,
+            f"Revealed the {what} of the webhook subscription to {subscription.target_url}",
+        )
+        await db.commit()
+        return revealed
 
     async def rotate_secret(self, db: AsyncSession, actor: Actor, subscription_id: str) -> str:
         """A new secret or key pair; the old one keeps signing alongside it for 24 hours.
         Returns what receivers verify with, as `reveal_secret` does."""
         subscription = await self.get(db, actor, subscription_id)
         secret = self._new_key(subscription, SignatureScheme(subscription.signature_scheme))
+        await audit.record(
+            db,
+            actor,
+            "subscription.secret_rotated",
+            "subscription",
+            subscription.id,
+            f"Rotated the signing secret of the webhook subscription to {subscription.target_url}",
+            {"secret": [audit.HIDDEN, audit.HIDDEN]},
+        )
+        expires = subscription.previous_secret_expires_at
+        await fan_out_to_organization(
+            db,
+            [
+                OrganizationEvent(
+                    subscription.organization_id,
+                    SUBSCRIPTION_SECRET_ROTATED,
+                    about_subscription(subscription),
+                    {
+                        "signature_scheme": subscription.signature_scheme,
+                        "previous_secret_expires_at": expires.isoformat() if expires else None,
+                        "rotated_by": actor.user_id,
+                    },
+                )
+            ],
+        )
         await db.commit()
         return subscription.public_key or secret
 
@@ -315,6 +431,9 @@ class SubscriptionService:
     def header_value(self, header: SubscriptionHeader) -> str:
         return self.box.decrypt(header.value_encrypted)
 
+    def _audit_state(self, subscription: WebhookSubscription) -> dict[str, Any]:
+        return audit.subscription_state(subscription, self.box.decrypt)
+
     # -- rules -----------------------------------------------------------------------------
 
     @staticmethod
@@ -339,9 +458,16 @@ class SubscriptionService:
         headers: list[HeaderIn] | None,
         channels: list[ChannelSelectionIn] | None,
         stored_headers: dict[str, str],
+        organization_events: list[str] | None = None,
+        current: WebhookSubscription | None = None,
     ) -> _Checked:
-        """Every field error at once, so a form can show them all; nothing is written here."""
+        """Every field error at once, so a form can show them all; nothing is written here.
+        `current`: the subscription being changed, None when one is created."""
         errors: list[FieldError] = []
+        events = self._check_organization_events(actor, owner, organization_events, errors)
+        if events is None and current is not None:
+            events = current.organization_events or []
+        takes_events = bool(events)
         url = None
         if target_url is not None:
             try:
@@ -355,14 +481,59 @@ class SubscriptionService:
         if channels is not None:
             # Checked here rather than by the model, so that an empty selection is reported
             # together with the other fields' errors.
-            if not channels:
+            if not channels and not takes_events:
                 errors.append(
-                    FieldError("channels", "Choose at least one channel and at least one event.")
+                    FieldError(
+                        "channels",
+                        "Choose at least one channel and at least one event"
+                        + (", or organisation events." if owner.is_org_admin else "."),
+                    )
                 )
             selections = await self._check_channels(db, owner, actor, channels, errors)
+        elif current is not None and not current.selections and not takes_events:
+            errors.append(
+                FieldError(
+                    "organization_events",
+                    "A subscription without channels needs at least one organisation event.",
+                )
+            )
         if errors:
             raise InvalidInput(errors)
-        return _Checked(url, resolved_headers, selections)
+        return _Checked(
+            url, resolved_headers, selections, events if organization_events is not None else None
+        )
+
+    @staticmethod
+    def _check_organization_events(
+        actor: Actor, owner: Actor, wanted: list[str] | None, errors: list[FieldError]
+    ) -> list[str] | None:
+        """The operational events asked for, each once; None when not asked. Only an
+        organisation administrator may ask, for a subscription an administrator owns (what
+        they report concerns every subscription of the organisation)."""
+        if wanted is None:
+            return None
+        if wanted and not actor.is_org_admin:
+            raise PermissionDenied(
+                "organization_events: only organisation administrators may subscribe to "
+                "operational events"
+            )
+        if wanted and not owner.is_org_admin:
+            errors.append(
+                FieldError(
+                    "organization_events",
+                    "the subscription's owner is not an organisation administrator",
+                )
+            )
+        known = ", ".join(ORGANIZATION_EVENT_TYPES)
+        for i, name in enumerate(wanted):
+            if name not in ORGANIZATION_EVENT_TYPES:
+                errors.append(
+                    FieldError(
+                        f"organization_events.{i}",
+                        f"{name!r} is not an operational event; they are {known}",
+                    )
+                )
+        return list(dict.fromkeys(wanted))
 
     @staticmethod
     async def _check_target(db: AsyncSession, owner: Actor, raw: str) -> str:
@@ -439,6 +610,8 @@ class SubscriptionService:
                 SubscriptionHeader(position=i, name=name, value_encrypted=value)
                 for i, (name, value) in enumerate(checked.headers)
             ]
+        if checked.organization_events is not None:
+            subscription.organization_events = checked.organization_events or None
         if checked.selections is not None:
             existing = {(s.channel_id, s.event_type): s for s in subscription.selections}
             subscription.selections = [

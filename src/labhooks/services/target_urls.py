@@ -14,6 +14,7 @@ from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.network import AddressPolicy
 from labhooks.domain.people import Actor
 from labhooks.domain.targets import InvalidTargetURL, TargetURL, first_match, parse_target_url
+from labhooks.services import audit
 from labhooks.services.inputs import Input
 from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage.models import TargetUrl, WebhookSubscription
@@ -84,6 +85,16 @@ async def create_target_url(db: AsyncSession, actor: Actor, data: TargetUrlCreat
         raise Conflict(f"{url} is registered already", field="url")
     target = TargetUrl(organization_id=organization_id, url=url, description=data.description)
     db.add(target)
+    await db.flush()  # its id, for the audit entry
+    await audit.record(
+        db,
+        actor,
+        "target_url.registered",
+        "target_url",
+        target.id,
+        f"Registered the target URL {url}",
+        audit.diff({}, {"url": url, "description": data.description}),
+    )
     await db.commit()
     return target
 
@@ -116,5 +127,15 @@ async def delete_target_url(db: AsyncSession, actor: Actor, target_url_id: str) 
                 "administrator."
             )
             deactivated += 1
+    await audit.record(
+        db,
+        actor,
+        "target_url.removed",
+        "target_url",
+        target.id,
+        f"Removed the registered target URL {target.url}"
+        + (f"; {deactivated} subscription(s) deactivated" if deactivated else ""),
+        audit.diff({"url": target.url, "description": target.description}, {}),
+    )
     await db.commit()
     return deactivated

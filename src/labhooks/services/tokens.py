@@ -1,22 +1,36 @@
-"""API tokens: issuing them for a password, and turning a presented token into an Actor."""
+"""API tokens: issuing them for a password, as a resource (gateway tokens and scripts' tokens,
+made by a logged-in caller, listed, revoked), and turning a presented token into an Actor.
+
+A token is shown once, when it is made; only its SHA-256 is stored. Revoking deletes the row, so
+the next request with it finds nothing (401); an expired token answers 401 saying so."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labhooks.domain.errors import PermissionDenied, TooManyRequests, Unauthenticated
+from labhooks.domain.catalogue import as_utc
+from labhooks.domain.errors import (
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    TooManyRequests,
+    Unauthenticated,
+)
 from labhooks.domain.people import Actor, Role, TokenScope
 from labhooks.domain.text import text_problem
 from labhooks.security import Passwords, hash_api_token, new_api_token
-from labhooks.services.inputs import Input
+from labhooks.services import audit
+from labhooks.services.inputs import Input, Name
+from labhooks.services.pages import Page, PageRequest, fetch_page
 from labhooks.storage import throttle
-from labhooks.storage.models import ApiToken, User, utcnow
+from labhooks.storage.models import ApiToken, Device, User, utcnow
 
 WRONG_CREDENTIALS = "The e-mail address or the password is wrong."
 MAX_EMAIL_LENGTH = 320
@@ -30,7 +44,10 @@ class TokenCreate(Input):
 
 
 def actor_for(
-    user: User, scope: TokenScope = TokenScope.FULL, token_id: str | None = None
+    user: User,
+    scope: TokenScope = TokenScope.FULL,
+    token_id: str | None = None,
+    device_id: str | None = None,
 ) -> Actor:
     return Actor(
         user_id=user.id,
@@ -39,6 +56,7 @@ def actor_for(
         is_server_admin=user.is_server_admin,
         scope=scope,
         token_id=token_id,
+        device_id=device_id,
     )
 
 
@@ -109,30 +127,248 @@ async def issue_token(
     user = await check_password(db, data.email, data.password, passwords, address, limits)
     if data.scope is TokenScope.PUBLISH and not actor_for(user).is_org_admin:
         raise PermissionDenied("Only an organisation administrator may issue publishing tokens.")
+    if data.scope is TokenScope.PUBLISH:  # a gateway credential: audited as /api-tokens are
+        token, plaintext = await create_token(db, user, data.scope, data.name, commit=False)
+        await _record_issued(db, actor_for(user), token)
+        await db.commit()
+        return token, plaintext
     return await create_token(db, user, data.scope, data.name)
 
 
 async def create_token(
-    db: AsyncSession, user: User, scope: TokenScope, name: str | None = None
+    db: AsyncSession,
+    user: User,
+    scope: TokenScope,
+    name: str | None = None,
+    expires_at: datetime | None = None,
+    device_id: str | None = None,
+    commit: bool = True,
 ) -> tuple[ApiToken, str]:
+    """A new token of `user`; the plaintext is returned only here, never stored."""
     plaintext = new_api_token()
     token = ApiToken(
-        user_id=user.id, token_hash=hash_api_token(plaintext), scope=scope.value, name=name
+        user_id=user.id,
+        token_hash=hash_api_token(plaintext),
+        scope=scope.value,
+        name=name,
+        expires_at=expires_at,
+        device_id=device_id,
     )
     db.add(token)
-    await db.commit()
+    if commit:
+        await db.commit()
+    else:
+        await db.flush()
     return token, plaintext
 
 
 async def authenticate(db: AsyncSession, presented: str) -> Actor:
     row = (
         await db.execute(
-            select(User, ApiToken.scope, ApiToken.id)
+            select(User, ApiToken)
             .join(ApiToken, ApiToken.user_id == User.id)
             .where(ApiToken.token_hash == hash_api_token(presented))
         )
     ).first()
     if row is None:
-        raise Unauthenticated("The API token is not valid.")
-    user, scope, token_id = row
-    return actor_for(user, TokenScope(scope), token_id)
+        raise Unauthenticated("The API token is not valid (unknown or revoked).")
+    user, token = row
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        raise Unauthenticated(
+            f"The API token expired at {token.expires_at:%Y-%m-%dT%H:%M:%SZ}; ask for a new one."
+        )
+    return actor_for(user, TokenScope(token.scope), token.id, token.device_id)
+
+
+# --- API tokens as a resource: /api/v1/api-tokens and the web UI's Tokens page ---------------
+
+MAX_TOKEN_DAYS = 3650  # the furthest expiry accepted: ten years
+
+
+class ApiTokenCreate(Input):
+    name: Name = Field(description="What the token is for, e.g. the gateway's name")
+    scope: TokenScope = Field(
+        description="`publish`: may only publish events (a device gateway; organisation "
+        "administrators issue these); `full`: acts as its user (a script)"
+    )
+    expires_at: datetime | None = Field(
+        None, description="When it stops working; a time without an offset is UTC"
+    )
+    expires_in_days: int | None = Field(
+        None, ge=1, le=MAX_TOKEN_DAYS, description="Instead of expires_at: days from now"
+    )
+    device_id: str | None = Field(
+        None,
+        max_length=40,
+        description="Publish tokens only: the one device whose events it may publish",
+    )
+    device_ids: list[str] | None = Field(
+        None,
+        max_length=1,
+        description="The contract's spelling of device_id (SPEC §7): at most one device per "
+        "token; a gateway of several devices gets a token per device, or one for all",
+    )
+
+    def held_to(self) -> str | None:
+        """The one device named by `device_id` or `device_ids`; InvalidInput when they differ."""
+        listed = self.device_ids[0] if self.device_ids else None
+        if self.device_id and listed and listed != self.device_id:
+            raise InvalidInput.single("device_ids", "names another device than device_id")
+        return self.device_id or listed
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """A token as lists show it: never its value or hash."""
+
+    id: str
+    name: str | None
+    scope: str
+    created_at: datetime
+    expires_at: datetime | None
+    device_id: str | None
+    device_name: str | None
+    owner_id: str
+    owner_email: str
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+
+def _expiry(data: ApiTokenCreate, now: datetime) -> datetime | None:
+    if data.expires_at is not None and data.expires_in_days is not None:
+        raise InvalidInput.single("expires_in_days", "give expires_at or expires_in_days, not both")
+    if data.expires_in_days is not None:
+        return now + timedelta(days=data.expires_in_days)
+    if data.expires_at is None:
+        return None
+    try:
+        moment = as_utc(data.expires_at)
+    except ValueError as exc:
+        raise InvalidInput.single("expires_at", str(exc)) from None
+    if moment <= now:
+        raise InvalidInput.single("expires_at", "must be in the future")
+    if moment > now + timedelta(days=MAX_TOKEN_DAYS):
+        raise InvalidInput.single("expires_at", f"must be within {MAX_TOKEN_DAYS} days from now")
+    return moment
+
+
+async def create_api_token(
+    db: AsyncSession, actor: Actor, data: ApiTokenCreate
+) -> tuple[TokenView, str]:
+    """A token for the caller. Publish tokens are for organisation administrators (a gateway
+    publishes as its issuer, for as long as the issuer is one); anyone may make a full token,
+    which can do no more than the caller can. Returns the plaintext: shown once, never again."""
+    device_id = data.held_to()
+    field = "device_id" if data.device_id else "device_ids"
+    if data.scope is TokenScope.PUBLISH:
+        actor.require_org_admin()
+    elif device_id is not None:
+        raise InvalidInput.single(field, "only a publish token can be held to a device")
+    expires_at = _expiry(data, utcnow())
+    device: Device | None = None
+    if device_id is not None:
+        device = await db.get(Device, device_id)
+        if device is None or device.organization_id != actor.organization_id:
+            raise InvalidInput.single(field, "no device with this id in your organisation")
+    user = await db.get(User, actor.user_id)
+    if user is None:
+        raise Unauthenticated("The account is gone.")
+    token, plaintext = await create_token(
+        db, user, data.scope, data.name, expires_at, device_id, commit=False
+    )
+    await _record_issued(db, actor, token)
+    view = _view(token, user, device)
+    await db.commit()
+    return view, plaintext
+
+
+async def _record_issued(db: AsyncSession, actor: Actor, token: ApiToken) -> None:
+    await audit.record(
+        db,
+        actor,
+        "token.issued",
+        "api_token",
+        token.id,
+        f"Issued {token.scope} token {token.name or token.id!r}",
+        {name: [None, value] for name, value in _audited(token).items() if value is not None},
+    )
+
+
+def _audited(token: ApiToken) -> dict[str, Any]:
+    """What the audit log says of a token: never its value or hash."""
+    return {
+        "name": token.name,
+        "scope": token.scope,
+        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        "device_id": token.device_id,
+    }
+
+
+def _view(token: ApiToken, owner: User, device: Device | None) -> TokenView:
+    return TokenView(
+        id=token.id,
+        name=token.name,
+        scope=token.scope,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        device_id=token.device_id,
+        device_name=device.name if device else None,
+        owner_id=owner.id,
+        owner_email=owner.email,
+    )
+
+
+def _visible(actor: Actor) -> Any:
+    """The caller's own tokens, and for an organisation administrator also every publish
+    token of the organisation (another administrator's gateways among them)."""
+    own = ApiToken.user_id == actor.user_id
+    if not actor.is_org_admin:
+        return own
+    organisation_gateways = (ApiToken.scope == TokenScope.PUBLISH.value) & (
+        User.organization_id == actor.organization_id
+    )
+    return or_(own, organisation_gateways)
+
+
+async def list_api_tokens(db: AsyncSession, actor: Actor, page: PageRequest) -> Page[TokenView]:
+    statement = select(ApiToken).join(User, User.id == ApiToken.user_id).where(_visible(actor))
+    found = await fetch_page(db, statement, ApiToken.id, page, descending=True)
+    tokens: list[ApiToken] = found.items
+    owners = {
+        u.id: u
+        for u in await db.scalars(select(User).where(User.id.in_({t.user_id for t in tokens})))
+    }
+    device_ids = {t.device_id for t in tokens if t.device_id}
+    devices = {d.id: d for d in await db.scalars(select(Device).where(Device.id.in_(device_ids)))}
+    views = [
+        _view(t, owners[t.user_id], devices.get(t.device_id) if t.device_id else None)
+        for t in tokens
+    ]
+    return Page(views, found.next_cursor)
+
+
+async def revoke_api_token(db: AsyncSession, actor: Actor, token_id: str) -> None:
+    """Deletes the token: from the next request on it answers 401. Its events keep their data
+    (their `published_by_token_id` is cleared by the database)."""
+    row = (
+        await db.execute(
+            select(ApiToken)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.id == token_id, _visible(actor))
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("API token")
+    await audit.record(
+        db,
+        actor,
+        "token.revoked",
+        "api_token",
+        row.id,
+        f"Revoked {row.scope} token {row.name or row.id!r}",
+        {name: [value, None] for name, value in _audited(row).items() if value is not None},
+    )
+    await db.delete(row)
+    await db.commit()

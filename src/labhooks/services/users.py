@@ -17,6 +17,7 @@ from labhooks.domain.errors import (
 )
 from labhooks.domain.people import Actor, Role
 from labhooks.security import Passwords
+from labhooks.services import audit
 from labhooks.services.inputs import Input, Name
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import Page, PageRequest, fetch_page
@@ -117,6 +118,17 @@ async def create_user(
         role=data.role.value,
     )
     db.add(user)
+    await db.flush()  # its id, for the audit entry
+    await audit.record(
+        db,
+        actor,
+        "user.created",
+        "user",
+        user.id,
+        f"Added {user.name} <{user.email}> as {user.role}",
+        {**audit.diff({}, _audited(user)), "password": [None, audit.HIDDEN]},
+        organization_id=organization_id,
+    )
     await db.commit()
     return user
 
@@ -125,6 +137,7 @@ async def update_user(
     db: AsyncSession, actor: Actor, user_id: str, data: UserUpdate, passwords: Passwords
 ) -> User:
     user = await load_user(db, actor, user_id)
+    before = _audited(user)
     may_administer = actor.is_server_admin or actor.is_org_admin
     if data.role is not None and data.role.value != user.role:
         if not may_administer or user.is_server_admin:
@@ -142,8 +155,33 @@ async def update_user(
         user.password_hash = await passwords.hashed(data.password)
         await db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
         await end_sessions_of(db, user.id)
+    changes = audit.diff(before, _audited(user))
+    if data.password is not None:
+        changes["password"] = [audit.HIDDEN, audit.HIDDEN]
+    if changes:
+        await audit.record(
+            db,
+            actor,
+            "user.updated",
+            "user",
+            user.id,
+            f"Changed {user.name} <{user.email}>: "
+            + ", ".join(
+                f"role from {changes['role'][0]} to {changes['role'][1]}"
+                if name == "role"
+                else name
+                for name in changes
+            ),
+            changes,
+            organization_id=user.organization_id,
+        )
     await db.commit()
     return user
+
+
+def _audited(user: User) -> dict[str, object]:
+    """What the audit log shows of a user (the password only as changed, by the caller)."""
+    return {"email": user.email, "name": user.name, "role": user.role}
 
 
 async def _keep_an_administrator(db: AsyncSession, user: User, change: str) -> None:
@@ -193,7 +231,19 @@ async def delete_user(db: AsyncSession, actor: Actor, user_id: str) -> None:
     if user.id == actor.user_id:
         raise Conflict("You cannot delete your own account.")
     was_admin = user.role == Role.ADMIN
-    await delete_subscriptions(db, await owned_by(db, user.id))
+    owned = await owned_by(db, user.id)
+    await audit.record(
+        db,
+        actor,
+        "user.deleted",
+        "user",
+        user.id,
+        f"Removed {user.name} <{user.email}>"
+        + (f" and their {len(owned)} subscription(s)" if owned else ""),
+        audit.diff(_audited(user), {}),
+        organization_id=user.organization_id,
+    )
+    await delete_subscriptions(db, owned)
     await db.execute(delete(User).where(User.id == user.id))
     if was_admin:
         await _keep_an_administrator(db, user, "deleted")

@@ -321,8 +321,9 @@ class Incident(Base):
     # the threshold while the incident is open, NULL once closed: one open incident per
     # threshold, whichever process opens it (NULLs are distinct on both databases)
     open_threshold_id: Mapped[str | None] = mapped_column(String(40), unique=True)
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    # an incident outlives its device and channel (closed as they go): history stays
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    channel_id: Mapped[str | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
     level: Mapped[str] = mapped_column(String(20))
     comparator: Mapped[str] = mapped_column(String(10))
     threshold_value: Mapped[float] = mapped_column(Float)

@@ -10,6 +10,12 @@ activated, webhooks switched on). For the workers,
 nothing: its leased deliveries become due again when the lease runs out. The states and what an
 attempt decides are the domain's (`domain.outcomes`); this module applies them. Everything here
 works on Core statements, not ORM objects: this is the hot path.
+
+Operational events (`domain.catalogue.ORGANIZATION_EVENT_TYPES`) are made here too, in the
+transaction of the transition they report: `complete` emits `subscription.disabled` for each
+subscription it deactivates and `delivery.exhausted` for each delivery whose last retry failed;
+`publish_organization_events` stores them and queues them to the organisation-level
+subscriptions that take them.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
+from labhooks.domain.catalogue import (
+    DELIVERY_EXHAUSTED,
+    ORGANIZATION_EVENT_TYPES,
+    SUBSCRIPTION_DISABLED,
+    organization_payload,
+)
 from labhooks.domain.ids import new_id
 from labhooks.domain.outcomes import (
     ATTEMPT_COLUMNS,
@@ -33,6 +45,7 @@ from labhooks.domain.outcomes import (
     DeliveryStatus,
     Verdict,
 )
+from labhooks.domain.people import Role
 from labhooks.signals import Signal
 from labhooks.storage import notify
 from labhooks.storage.database import Database, DatabaseUnavailable, is_transient
@@ -42,6 +55,7 @@ from labhooks.storage.models import (
     Event,
     Organization,
     SubscriptionHeader,
+    User,
     WebhookSubscription,
     utcnow,
 )
@@ -87,6 +101,23 @@ class Finished:
     attempt: Attempt
     decision: Decision
 
+    @property
+    def exhausts(self) -> bool:
+        """Its schedule is spent: failed for good, not by a 410 (that disables the
+        subscription, and says so)."""
+        return self.decision.verdict is Verdict.FAILED and not self.decision.deactivate_reason
+
+
+@dataclass(frozen=True)
+class OrganizationEvent:
+    """An operational event about one subscription: stored with no device and no channel, and
+    queued to the organisation's subscriptions that take its type, never to `subscription`."""
+
+    organization_id: str
+    type: str  # a name in ORGANIZATION_EVENT_TYPES
+    subscription: dict[str, Any]  # id, target_url, description, owner_id
+    data: dict[str, Any]  # the type's fields besides `subscription`
+
 
 # -- within the caller's transaction --------------------------------------------------------
 
@@ -98,8 +129,19 @@ async def enqueue(
     when the caller's transaction commits. Returns (delivery id, subscription id) pairs."""
     if not pairs:
         return []
-    now = utcnow()
-    rows = [
+    rows = _new_deliveries(organization_id, pairs, utcnow())
+    await session.execute(insert(Delivery), rows)
+    await notify.wake(session)
+    return [
+        (str(row["id"]), subscription_id)
+        for row, (subscription_id, _) in zip(rows, pairs, strict=True)
+    ]
+
+
+def _new_deliveries(
+    organization_id: str, pairs: Sequence[tuple[str, str]], now: datetime
+) -> list[dict[str, Any]]:
+    return [
         {
             "id": new_id("dlv"),
             "organization_id": organization_id,
@@ -114,12 +156,92 @@ async def enqueue(
         }
         for subscription_id, event_id in pairs
     ]
-    await session.execute(insert(Delivery), rows)
-    await notify.wake(session)
-    return [
-        (str(row["id"]), subscription_id)
-        for row, (subscription_id, _) in zip(rows, pairs, strict=True)
-    ]
+
+
+async def publish_organization_events(
+    connection: AsyncConnection, events: Sequence[OrganizationEvent], now: datetime
+) -> int:
+    """Stores each event (no device, no channel) and queues one delivery of it to each active
+    organisation-level subscription of its organisation that takes its type, whose owner is
+    still an organisation administrator, if the organisation's webhooks are on; never to the
+    subscription the event is about. In the caller's transaction; returns the deliveries
+    queued (the caller wakes this process's workers after commit: NOTIFY wakes the others)."""
+    if not events:
+        return 0
+    subscribers = await _organization_subscribers(
+        connection, {event.organization_id for event in events}
+    )
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    for event in events:
+        event_id = new_id("evt")
+        data = ORGANIZATION_EVENT_TYPES[event.type].validate(
+            {"subscription": event.subscription, **event.data}
+        )
+        event_rows.append(
+            {
+                "id": event_id,
+                "organization_id": event.organization_id,
+                "device_id": None,
+                "channel_id": None,
+                "type": event.type,
+                "occurred_at": now,
+                "payload": organization_payload(
+                    event_id=event_id,
+                    event_type=event.type,
+                    occurred_at=now,
+                    organization_id=event.organization_id,
+                    data=data,
+                ),
+                "idempotency_key": None,
+                "request_fingerprint": None,
+                "published_by_token_id": None,
+                "is_test": False,
+                "created_at": now,
+            }
+        )
+        pairs = [
+            (subscription_id, event_id)
+            for subscription_id, takes in subscribers.get(event.organization_id, [])
+            if event.type in takes and subscription_id != event.subscription["id"]
+        ]
+        delivery_rows += _new_deliveries(event.organization_id, pairs, now)
+    await connection.execute(insert(Event), event_rows)
+    if delivery_rows:
+        await connection.execute(insert(Delivery), delivery_rows)
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_notify(:channel, '')"), {"channel": notify.DELIVERIES}
+            )
+    return len(delivery_rows)
+
+
+async def _organization_subscribers(
+    connection: AsyncConnection, organization_ids: set[str]
+) -> dict[str, list[tuple[str, list[str]]]]:
+    """organisation id → (subscription id, operational event types it takes) of its active
+    organisation-level subscriptions owned by an administrator, if its webhooks are on. Few
+    rows: only subscriptions that take operational events at all."""
+    table = WebhookSubscription
+    rows = await connection.execute(
+        select(table.organization_id, table.id, table.organization_events)
+        .join(Organization, Organization.id == table.organization_id)
+        .join(User, User.id == table.owner_id)
+        .where(
+            table.organization_id.in_(organization_ids),
+            table.organization_events.is_not(None),
+            table.active.is_(True),
+            table.deleted_at.is_(None),
+            Organization.webhooks_enabled.is_(True),
+            User.role == Role.ADMIN.value,
+        )
+        .order_by(table.id)
+    )
+    found: dict[str, list[tuple[str, list[str]]]] = {}
+    for organization_id, subscription_id, takes in rows:
+        if takes:  # a JSON null or [] takes nothing
+            found.setdefault(organization_id, []).append((subscription_id, list(takes)))
+    return found
 
 
 def _requeue() -> Any:
@@ -377,15 +499,42 @@ class DeliveryQueue:
             )
             .execution_options(synchronize_session=False)
         )
+        # A delivery that ends failed here is written alone, to learn from RETURNING whether
+        # this write is the one that ended it (rare: once per delivery at most).
+        ending = [u for u, f in zip(updates, finished, strict=True) if f.exhausts]
+        moving_on = [u for u, f in zip(updates, finished, strict=True) if not f.exhausts]
         async with self.database.engine.begin() as connection:
             await connection.execute(insert(DeliveryAttempt), attempts)
-            await connection.execute(write_back, updates)
-            await _track_failures(connection, finished, now, auto_disable)
+            if moving_on:
+                await connection.execute(write_back, moving_on)
+            exhausted = [
+                delivery_id
+                for row in ending
+                for delivery_id in (
+                    await connection.execute(write_back.returning(Delivery.id), row)
+                ).scalars()
+            ]
+            disabled = await _track_failures(connection, finished, now, auto_disable)
+            notices = disabled + await _exhausted_notices(connection, exhausted)
+            queued = await publish_organization_events(connection, notices, now)
             await notify.announce_attempts(connection)
+        if queued:
+            self.database.enqueued.set()  # this process's workers; NOTIFY woke the others
 
     def listening(self, enqueued: Signal) -> contextlib.AbstractAsyncContextManager[None]:
         """While inside, NOTIFY from other processes sets `enqueued` (PostgreSQL only)."""
         return notify.listening(self.database, {notify.DELIVERIES: enqueued})
+
+
+def _reference(row: Any) -> dict[str, Any]:
+    """A subscription as operational events name it, from (id, target_url, description,
+    owner_id) columns."""
+    return {
+        "id": row.id,
+        "target_url": row.target_url,
+        "description": row.description,
+        "owner_id": row.owner_id,
+    }
 
 
 async def _track_failures(
@@ -393,9 +542,11 @@ async def _track_failures(
     finished: Sequence[Finished],
     now: datetime,
     auto_disable: AutoDisable,
-) -> None:
+) -> list[OrganizationEvent]:
     """A success ends a subscription's failing streak; a streak as long as the policy allows,
-    or a 410 Gone, deactivates it with a reason its owner sees."""
+    or a 410 Gone, deactivates it with a reason its owner sees. Returns a
+    `subscription.disabled` event for each subscription deactivated here: only an active one
+    is, so two workers seeing the same 410 report it once."""
     table = WebhookSubscription
     succeeded = {
         f.delivery.subscription_id for f in finished if f.decision.verdict is Verdict.SUCCEEDED
@@ -407,13 +558,39 @@ async def _track_failures(
             .where(table.id.in_(succeeded), table.failing_since.is_not(None))
             .values(failing_since=None)
         )
+    reported = (
+        table.id,
+        table.organization_id,
+        table.target_url,
+        table.description,
+        table.owner_id,
+    )
+    disabled: list[tuple[Any, str]] = []
+    gone = {
+        f.delivery.subscription_id: f.decision.deactivate_reason
+        for f in finished
+        if f.decision.deactivate_reason
+    }
+    for subscription_id, reason in gone.items():
+        deactivated = await connection.execute(
+            update(table)
+            .where(table.id == subscription_id, table.active.is_(True))
+            .values(active=False, disabled_reason=reason)
+            .returning(*reported)
+        )
+        if row := deactivated.first():
+            disabled.append((row, reason))
+        else:  # inactive already (switched off meanwhile): the reason is still worth showing
+            await connection.execute(
+                update(table).where(table.id == subscription_id).values(disabled_reason=reason)
+            )
     if failing:
         await connection.execute(
             update(table)
             .where(table.id.in_(failing), table.failing_since.is_(None))
             .values(failing_since=now)
         )
-        await connection.execute(
+        deactivated = await connection.execute(
             update(table)
             .where(
                 table.id.in_(failing),
@@ -421,11 +598,59 @@ async def _track_failures(
                 table.failing_since <= auto_disable.cutoff(now),
             )
             .values(active=False, disabled_reason=auto_disable.reason)
+            .returning(*reported)
         )
-    for f in finished:
-        if f.decision.deactivate_reason:
-            await connection.execute(
-                update(table)
-                .where(table.id == f.delivery.subscription_id)
-                .values(active=False, disabled_reason=f.decision.deactivate_reason)
-            )
+        disabled += [(row, auto_disable.reason) for row in deactivated]
+    return [
+        OrganizationEvent(
+            row.organization_id, SUBSCRIPTION_DISABLED, _reference(row), {"reason": why}
+        )
+        for row, why in disabled
+    ]
+
+
+async def _exhausted_notices(
+    connection: AsyncConnection, delivery_ids: Sequence[str]
+) -> list[OrganizationEvent]:
+    """A `delivery.exhausted` event for each of these deliveries, just failed for good. Not for
+    a delivery of an operational event: an organisation-level target that is down would
+    otherwise report its own failures to itself for ever."""
+    if not delivery_ids:
+        return []
+    table = WebhookSubscription
+    rows = await connection.execute(
+        select(
+            Delivery.id.label("delivery_id"),
+            Delivery.attempt_count,
+            Delivery.last_status_code,
+            Delivery.last_error,
+            Event.id.label("event_id"),
+            Event.type.label("event_type"),
+            table.id,
+            table.organization_id,
+            table.target_url,
+            table.description,
+            table.owner_id,
+        )
+        .join(Event, Event.id == Delivery.event_id)
+        .join(table, table.id == Delivery.subscription_id)
+        .where(Delivery.id.in_(delivery_ids))
+        .order_by(Delivery.id)
+    )
+    return [
+        OrganizationEvent(
+            row.organization_id,
+            DELIVERY_EXHAUSTED,
+            _reference(row),
+            {
+                "delivery_id": row.delivery_id,
+                "failed_event_id": row.event_id,
+                "failed_event_type": row.event_type,
+                "attempts": row.attempt_count,
+                "last_status_code": row.last_status_code,
+                "last_error": row.last_error,
+            },
+        )
+        for row in rows
+        if row.event_type not in ORGANIZATION_EVENT_TYPES
+    ]

@@ -178,6 +178,7 @@ async def log_view(
     entered, wanted, errors = _entered_filter(request)
     path = f"{OVERVIEW}/{subscription.id}"
     types = deliveries.test_event_choices(subscription)
+    types += [t for t in subscription.organization_events or [] if t not in types]
     asked = entered["event_type"]
     if asked in EVENT_TYPES and asked not in types:
         # a type no longer selected, asked for by name (others that reached the subscription

@@ -58,6 +58,7 @@ LABELS = {
     "unit": "The unit",
     "trigger_events": "The trigger events",
     "channels": "The channels",
+    "organization_events": "Organisation events",
     "email": "This",  # its messages say what is wrong with it: "This is not an e-mail address"
     "password": "The password",
     "role": "The role",
@@ -158,6 +159,7 @@ class SubscriptionForm:
     description: str = ""
     headers: list[HeaderRow] = field(default_factory=list)
     selected: list[Selected] = field(default_factory=list)
+    organization_events: list[str] = field(default_factory=list)  # administrators only
     ordered: bool = False
     signature_scheme: str = SignatureScheme.HMAC
     current_scheme: str | None = None  # editing: the stored scheme, which the form marks
@@ -186,6 +188,7 @@ class SubscriptionForm:
             description=str(form.get("description", "")),
             headers=rows,
             selected=selected,
+            organization_events=[str(name) for name in form.getlist("organization_events")],
             ordered=form.get("ordered") == "on",
             signature_scheme=str(
                 form.get("signature_scheme") or current_scheme or SignatureScheme.HMAC
@@ -203,6 +206,7 @@ class SubscriptionForm:
                 Selected(s.channel_id, s.event_type, s.channel.device.name, s.channel.name)
                 for s in subscription.selections
             ],
+            organization_events=list(subscription.organization_events or []),
             ordered=subscription.ordered,
             signature_scheme=subscription.signature_scheme,
             current_scheme=subscription.signature_scheme,
@@ -218,6 +222,7 @@ class SubscriptionForm:
             "description": self.description.strip() or None,
             "headers": [{"key": h.key, "value": h.value or None} for h in self.headers],
             "channels": [{"channel_id": c, "events": e} for c, e in channels.items()],
+            "organization_events": self.organization_events,
             "ordered": self.ordered,
             # always sent: the service changes nothing when it is the stored scheme
             "signature_scheme": self.signature_scheme,

@@ -64,7 +64,7 @@ async def incident_rows(
     return [
         IncidentRow(
             incident,
-            *channels.get(incident.channel_id, gone),
+            *channels.get(incident.channel_id or "", gone),
             limit_in_words(incident),
             names.get(incident.acknowledged_by or ""),
         )
@@ -166,8 +166,9 @@ async def acknowledge(
         return await incidents_page(
             request, db, actor, 422, notes={incident_id: note}, note_errors={incident_id: why}
         )
-    device = await devices.get_device(db, actor, incident.device_id)
-    channel = next(c.name for c in device.channels if c.id == incident.channel_id)
-    return redirect(
-        request, back(request, INCIDENTS), f"Incident on {device.name} · {channel} acknowledged."
-    )
+    what = "a removed device"
+    if incident.device_id is not None:
+        device = await devices.get_device(db, actor, incident.device_id)
+        named = (c.name for c in device.channels if c.id == incident.channel_id)
+        what = f"{device.name} · {next(named, 'a removed channel')}"
+    return redirect(request, back(request, INCIDENTS), f"Incident on {what} acknowledged.")

@@ -13,7 +13,16 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from labhooks.web import admin, devices, incidents, login, subscription_page, subscriptions
+from labhooks.web import (
+    admin,
+    audit,
+    devices,
+    incidents,
+    login,
+    subscription_page,
+    subscriptions,
+    tokens,
+)
 from labhooks.web.auth import LoginRequired
 from labhooks.web.rendering import render
 
@@ -32,7 +41,16 @@ def install(app: FastAPI, secret_key: str, secure_cookies: bool) -> None:
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     # the overview's fixed paths (/new, /channel-search) before the subscription page's /{id}
-    for module in (login, subscriptions, subscription_page, admin, devices, incidents):
+    for module in (
+        login,
+        subscriptions,
+        subscription_page,
+        admin,
+        devices,
+        incidents,
+        audit,
+        tokens,
+    ):
         app.include_router(module.router)
 
     async def login_required(request: Request, _: Exception) -> Response:

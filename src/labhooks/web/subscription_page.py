@@ -19,6 +19,7 @@ from labhooks.domain.errors import InvalidInput
 from labhooks.domain.people import Actor
 from labhooks.domain.signing import PUBLIC_KEY_PREFIX, PublicKey
 from labhooks.services import deliveries
+from labhooks.services.notices import notices_for
 from labhooks.services.subscriptions import public_keys_of
 from labhooks.storage.models import WebhookSubscription, utcnow
 from labhooks.web import delivery_log
@@ -137,6 +138,7 @@ async def _page(
         subscription=subscription,
         form=SubscriptionForm.of(subscription),
         signature=signature_of(request, subscription),
+        notices=await notices_for(db, actor, subscription.id),
         log=log,
         open_link=partial(open_link, request, subscription_id),
         test=test,

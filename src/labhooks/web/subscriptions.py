@@ -12,11 +12,12 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from labhooks.dependencies import DbSession, State
-from labhooks.domain.catalogue import EVENT_TYPES
+from labhooks.domain.catalogue import EVENT_TYPES, ORGANIZATION_EVENT_TYPES
 from labhooks.domain.errors import Conflict, InvalidInput, NotFound
 from labhooks.domain.people import Actor
 from labhooks.services import deliveries
 from labhooks.services.devices import list_accessible_channels
+from labhooks.services.notices import notices_for
 from labhooks.services.organizations import load_organization
 from labhooks.services.pages import PageRequest, every_item
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionUpdate
@@ -57,6 +58,7 @@ async def overview(request: Request, state: State, db: DbSession, actor: WebActo
         subscriptions=page,
         latest=latest,
         owners=await _owners(db, actor, page.items),
+        notices=await notices_for(db, actor),
     )
 
 
@@ -131,6 +133,7 @@ async def _form_page(
         registered=registered,
         hinted=HINTED_URLS,
         schemes=SCHEMES.values(),
+        organization_event_types=ORGANIZATION_EVENT_TYPES.values(),
     )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,10 +14,12 @@ from labhooks.api.routers.deliveries import DeliveryPublic
 from labhooks.dependencies import DbSession, State
 from labhooks.domain.errors import InvalidInput, field_errors_from_pydantic
 from labhooks.domain.people import Actor
+from labhooks.observability import logs, metrics
 from labhooks.services import events as service
 from labhooks.services.events import EventIn
 
 router = APIRouter(tags=["events"])
+log = logging.getLogger("labhooks.events")
 _MANY = TypeAdapter(list[EventIn])
 _BODY_SCHEMA = {
     "oneOf": [
@@ -112,6 +115,7 @@ async def _publish(
     wait: float | None,
 ) -> PublishedOut:
     published = await service.publish(db, actor, events, indexed)
+    _report(actor, events, published)
     out = PublishedOut(
         event_ids=published.event_ids,
         duplicates=published.duplicate,
@@ -129,6 +133,21 @@ async def _publish(
             for delivery_id, subscription_id in published.deliveries
         ]
     return out
+
+
+def _report(actor: Actor, events: list[EventIn], published: service.Published) -> None:
+    """Counts the events stored (not the duplicates) and logs the request in one line."""
+    fresh = [e for e, seen in zip(events, published.duplicate, strict=True) if not seen]
+    metrics.count_accepted(e.type for e in fresh)
+    logs.bind(organization_id=actor.organization_id)
+    ids = published.event_ids
+    log.info(
+        "accepted %d events (%d duplicates), %d deliveries queued",
+        len(fresh),
+        len(events) - len(fresh),
+        len(published.deliveries),
+        extra={"event_id": ids[0]} if len(ids) == 1 else {"event_ids": ids},
+    )
 
 
 def _answer(

@@ -35,8 +35,8 @@ class ThresholdPublic(BaseModel):
 class IncidentPublic(BaseModel):
     id: str
     threshold_id: str | None
-    device_id: str
-    channel_id: str
+    device_id: str | None  # None once the device (or the channel) was removed
+    channel_id: str | None
     level: Level
     comparator: Comparator
     threshold_value: float

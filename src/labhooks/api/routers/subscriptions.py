@@ -53,6 +53,9 @@ class SubscriptionPublic(BaseModel):
     description: str | None
     headers: list[HeaderPublic]
     channels: list[ChannelSelectionPublic]
+    organization_events: list[str] = Field(
+        description="Operational events about the organisation's subscriptions it receives"
+    )
     active: bool
     disabled_reason: str | None
     ordered: bool
@@ -111,6 +114,7 @@ def public(subscription: WebhookSubscription) -> SubscriptionPublic:
         description=subscription.description,
         headers=[HeaderPublic(key=h.name) for h in subscription.headers],
         channels=list(grouped.values()),
+        organization_events=subscription.organization_events or [],
         active=subscription.active,
         disabled_reason=subscription.disabled_reason,
         ordered=subscription.ordered,
