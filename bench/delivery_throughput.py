@@ -18,13 +18,12 @@ import os
 import socket
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import uvloop
 from aiohttp import web
+from common import drop_database, fresh_database
 from sqlalchemy import func, select
 
 from labhooks.delivery.worker import run_worker
@@ -36,8 +35,6 @@ from labhooks.settings import Settings
 from labhooks.storage import migrate
 from labhooks.storage.database import Database
 from labhooks.storage.models import Delivery
-
-POSTGRES = os.environ.get("LABHOOKS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
@@ -179,23 +176,6 @@ async def baseline_run(receiver_url: str, count: int, concurrency: int) -> float
         started = time.perf_counter()
         await asyncio.gather(*(blast() for _ in range(concurrency)))
         return count / (time.perf_counter() - started)
-
-
-async def fresh_database(kind: str, folder: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{folder / 'bench.db'}", None
-    name = f"labhooks_bench_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(POSTGRES)
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    return POSTGRES.rsplit("/", 1)[0] + "/" + name, name
-
-
-async def drop_database(name: str | None) -> None:
-    if name:
-        connection = await asyncpg.connect(POSTGRES)
-        await connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await connection.close()
 
 
 def main() -> None:

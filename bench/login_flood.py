@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import percentile, wait_until_up
 
 LABHOOKS = [sys.executable, "-m", "labhooks"]
 PASSWORD = "bench password"
@@ -43,22 +44,6 @@ async def ok(_): return web.Response(text='{"ok":true}', content_type="applicati
 app = web.Application(); app.router.add_post("/{tail:.*}", ok)
 web.run_app(app, host="127.0.0.1", port=%d, access_log=None, print=None)
 """
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-async def wait_until_up(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                await client.get(url)
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 async def set_up(api: httpx.AsyncClient, receiver: str) -> tuple[str, dict[str, object]]:

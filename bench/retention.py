@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,9 +41,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from aiohttp import web
+from common import drop_database, fresh_database, percentile, wait_until_up
 from sqlalchemy import JSON, Boolean, Float, Integer, String, cast, func, insert, literal, select
 
 from labhooks.domain.people import Role, TokenScope
@@ -55,7 +54,6 @@ from labhooks.storage import migrate, retention
 from labhooks.storage.database import Database
 from labhooks.storage.models import Delivery, DeliveryAttempt, Event, UTCDateTime, utcnow
 
-POSTGRES = os.environ.get("LABHOOKS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 LABHOOKS = [sys.executable, "-m", "labhooks"]
 SECRET_KEY = "bench secret key"
 OLD_DAYS = 200  # the old history's age; everything older than RETENTION_DAYS goes
@@ -310,39 +308,6 @@ def collect(arrivals: Any, ids: list[str], published: dict[str, float]) -> dict[
     if missing:
         raise RuntimeError(f"{len(missing)} of {len(wanted)} events never arrived")
     return {i: (arrived[i] - published[i]) * 1000 for i in ids}
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-async def wait_until_up(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                await client.get(url)
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-async def fresh_database(kind: str, folder: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{folder / 'bench.db'}", None
-    name = f"labhooks_bench_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(POSTGRES)
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    return POSTGRES.rsplit("/", 1)[0] + "/" + name, name
-
-
-async def drop_database(name: str | None) -> None:
-    if name:
-        connection = await asyncpg.connect(POSTGRES)
-        await connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await connection.close()
 
 
 @dataclass
