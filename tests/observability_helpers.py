@@ -16,6 +16,7 @@ from labhooks.settings import Settings
 from tests import live
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+BRIDGE_EVENTS = "labhooks_bridge_events_total"  # a bridge's counters, with --metrics-port
 
 
 def scrape(base_url: str, **headers: str) -> Samples:

@@ -17,8 +17,16 @@ import pytest
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for
 from tests.delivery_helpers import wire
-from tests.live import LiveServer, free_port, fresh_database, labhooks_process, wait_until
+from tests.live import (
+    LiveServer,
+    free_port,
+    fresh_database,
+    labhooks_process,
+    taken_port,
+    wait_until,
+)
 from tests.mqtt_helpers import BROKER, fresh_prefix, gateway
+from tests.observability_helpers import BRIDGE_EVENTS, scrape, value
 from tests.receiver import Receiver
 from tests.test_cli import assert_one_line_error, run
 
@@ -27,12 +35,12 @@ MESSAGES = 300
 
 @contextmanager
 def bridge_process(
-    api: str, token: str, prefix: str, log: Path
+    api: str, token: str, prefix: str, log: Path, *more: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`labhooks mqtt-bridge`, yielded once it has subscribed: nothing sent then is missed."""
     options = ("--broker", BROKER, "--url", api, "--token", token, "--prefix", prefix)
     with labhooks_process(
-        log, "mqtt-bridge", *options, "--client-id", f"bridge-{prefix}"
+        log, "mqtt-bridge", *options, "--client-id", f"bridge-{prefix}", *more
     ) as process:
         deadline = time.monotonic() + 30
         while "MQTT bridge on" not in log.read_text():
@@ -99,3 +107,39 @@ def test_bridge_commands_refuse_bad_options_in_one_line(
     arguments: tuple[str, ...], named: str, tmp_path: Path
 ) -> None:
     assert_one_line_error(run(tmp_path, *arguments, "--token", "lh_x"), named)
+
+
+def test_a_bridge_counts_for_prometheus_what_it_did(
+    database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """`--metrics-port`: the bridge's counters on loopback, parsed as Prometheus reads them."""
+    with fresh_database(database_url, tmp_path) as url:
+        settings = settings_for(url, tmp_path)
+        with LiveServer(settings) as server, first_server_admin(server) as root:
+            lab = new_lab(root)
+            wired = wire(lab, receiver)
+            prefix, port = fresh_prefix(), free_port()
+            good = f"{prefix}/{wired.device['id']}/weight/data_point.created"
+            log = tmp_path / "bridge.log"
+            metrics = ("--metrics-port", str(port))
+            with (
+                gateway() as lab_gateway,
+                bridge_process(server.url, lab.gateway_token(), prefix, log, *metrics),
+            ):
+                lab_gateway.send(good, {"data": {"value": 1}})
+                lab_gateway.send(good, {"data": {"value": 2}})
+                lab_gateway.send(good, b"{not json")
+
+                def counted(outcome: str) -> float:
+                    samples = scrape(f"http://127.0.0.1:{port}")
+                    return value(samples, BRIDGE_EVENTS, bridge="mqtt", outcome=outcome)
+
+                wait_until(lambda: counted("dead_lettered") == 1, "the bridge's counters")
+                wait_until(lambda: counted("published") == 2, "the bridge's counters")
+
+
+def test_a_bridge_metrics_port_taken_is_said_in_one_line(tmp_path: Path) -> None:
+    with taken_port() as port:
+        options = ("--metrics-port", str(port), "--url", f"http://127.0.0.1:{free_port()}")
+        result = run(tmp_path, "mqtt-bridge", "--token", "lh_x", *options)
+    assert_one_line_error(result, f"cannot serve metrics on 127.0.0.1:{port}")

@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.api import Lab, unique
 from tests.live import LiveServer, free_port, labhooks_process, taken_port, wait_until
+from tests.observability_helpers import BRIDGE_EVENTS, scrape, value
 from tests.receiver import Receiver
 from tests.test_cli import assert_one_line_error, run
 
@@ -42,7 +43,9 @@ def test_the_simulated_lab_over_opcua_reaches_a_subscriber_through_the_bridge(
     simulation = ("simulate", "--serve-opcua", str(port), "--rate", "20")
     with stopping_cleanly(log, *simulation):
         wait_until(lambda: f"opc.tcp://127.0.0.1:{port}" in log.read_text(), "the LADS server")
+        metrics = free_port()
         bridge = ("opcua-bridge", "--config", str(config), "--url", server.url)
+        bridge += ("--metrics-port", str(metrics))
         with stopping_cleanly(log, *bridge, "--token", lab.gateway_token()):
 
             def balance() -> list[dict]:
@@ -65,6 +68,8 @@ def test_the_simulated_lab_over_opcua_reaches_a_subscriber_through_the_bridge(
                 201,
             )
             received = receiver.wait_for(path, 3, timeout=60)
+            counted = scrape(f"http://127.0.0.1:{metrics}")  # what the bridge says it did
+            assert value(counted, BRIDGE_EVENTS, bridge="opcua", outcome="published") >= 3
     secret = lab.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}/secret")["key"]
     for request in received:
         body = Webhook(secret).verify(request.body, request.headers)

@@ -9,7 +9,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlsplit
@@ -309,6 +310,25 @@ Token = Annotated[
 ]
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=65535,
+        help="Serve the bridge's counters for Prometheus on 127.0.0.1:PORT/metrics",
+    ),
+]
+
+
+def _serve_bridge_metrics(bridge: str, counts: Callable[[], Mapping[str, int]], port: int) -> None:
+    from labhooks.observability.bridges import serve_bridge_metrics
+
+    try:
+        serve_bridge_metrics(bridge, counts, port)
+    except OSError as exc:
+        raise _Failed(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+
+
 class _Failed(Exception):
     """What a long-running command says, in one line, when it cannot go on."""
 
@@ -360,6 +380,7 @@ def mqtt_bridge(
         str, typer.Option(help="MQTT client id: the broker keeps this bridge's session by it")
     ] = "labhooks-mqtt-bridge",
     ca_file: Annotated[str | None, typer.Option(help="CA certificates for mqtts://")] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Turn MQTT messages on {prefix}/{device_id}/{channel_key}/{event_type} into events
     (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
@@ -378,6 +399,12 @@ def mqtt_bridge(
     async def bridge(stop: asyncio.Event) -> None:
         async with Publisher(api, token, stop=stop) as publisher:
             running = MqttBridge(where, publisher, prefix, client_id)
+            if metrics_port is not None:
+                _serve_bridge_metrics(
+                    "mqtt",
+                    lambda: running.counts + Counter(retries=publisher.counts["retries"]),
+                    metrics_port,
+                )
             try:
                 await running.run(stop)
             finally:
@@ -394,6 +421,7 @@ def opcua_bridge(
         typer.Option(help="TOML: the endpoints, LADS discovery, node mappings (docs/devices.md)"),
     ],
     url: ApiUrl = "http://127.0.0.1:8000",
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Turn changes on OPC UA servers (LADS devices, mapped nodes) into events
     (docs/devices.md). Stops cleanly on SIGINT/SIGTERM."""
@@ -408,7 +436,10 @@ def opcua_bridge(
     _logging()
 
     async def bridge(stop: asyncio.Event) -> None:
-        await OpcUaBridge(loaded, api, token).run(stop)
+        running = OpcUaBridge(loaded, api, token)
+        if metrics_port is not None:
+            _serve_bridge_metrics("opcua", lambda: running.counts, metrics_port)
+        await running.run(stop)
 
     _until_stopped(bridge)
 
