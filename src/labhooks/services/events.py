@@ -15,7 +15,6 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from labhooks.domain.catalogue import EVENT_TYPES, occurred_in_utc, webhook_payload
 from labhooks.domain.errors import (
@@ -30,7 +29,8 @@ from labhooks.domain.ids import new_id
 from labhooks.domain.people import Actor, Role, TokenScope
 from labhooks.services import lab_rules
 from labhooks.services.devices import accessible_channels
-from labhooks.services.fanout import fan_out, references
+from labhooks.services.directory import Directory, directory
+from labhooks.services.fanout import fan_out
 from labhooks.services.inputs import Input
 from labhooks.signals import Signal
 from labhooks.storage import events as events_table
@@ -38,7 +38,6 @@ from labhooks.storage.models import (
     Channel,
     Delivery,
     DeliveryAttempt,
-    Device,
     Event,
     WebhookSubscription,
     utcnow,
@@ -113,28 +112,20 @@ async def publish(
     organization_id = require_publisher(actor)
     if len(events) > MAX_BATCH:
         raise InvalidInput.single("body", f"at most {MAX_BATCH} events per request")
-    valid = await _validate(db, organization_id, events, indexed, actor.device_id)
-    return await _store(db, actor, organization_id, valid, indexed)
+    found = await directory(db, organization_id)
+    valid = _validate(found, events, indexed, actor.device_id)
+    return await _store(db, actor, found, valid, indexed)
 
 
-async def _validate(
-    db: AsyncSession,
-    organization_id: str,
+def _validate(
+    found: Directory,
     events: Sequence[EventIn],
     indexed: bool,
     only_device_id: str | None = None,
 ) -> list[_Valid]:
     """`only_device_id`: the device a gateway token is held to; another device's event is a
     422 on its `device_id`, reported with the batch's other field errors."""
-    device_ids = {e.device_id for e in events}
-    devices = {
-        d.id: d
-        for d in await db.scalars(
-            select(Device)
-            .options(selectinload(Device.channels))
-            .where(Device.id.in_(device_ids), Device.organization_id == organization_id)
-        )
-    }
+    devices = found.devices
     errors: list[FieldError] = []
     valid: list[_Valid] = []
     for index, event in enumerate(events):
@@ -153,15 +144,7 @@ async def _validate(
                 FieldError(f"{at}device_id", "no device with this id in your organisation")
             )
             continue
-        channel = next(
-            (
-                c
-                for c in device.channels
-                if c.id == event.channel_id
-                or (event.channel_id is None and c.key == event.channel_key)
-            ),
-            None,
-        )
+        channel = device.channel(event.channel_id, event.channel_key)
         if channel is None:
             field = "channel_id" if event.channel_id else "channel_key"
             known = ", ".join(c.key for c in device.channels) or "none"
@@ -187,19 +170,28 @@ async def _validate(
         except InvalidInput as exc:
             errors += exc.errors
             continue
-        watched, judged = device.heartbeat_s is not None, channel.has_thresholds
-        valid.append(_Valid(event, *references(device, channel), data, watched, judged))
+        valid.append(
+            _Valid(
+                event,
+                device.reference,
+                channel.reference,
+                data,
+                device.watched,
+                channel.has_thresholds,
+            )
+        )
     if errors:
         raise InvalidInput(errors)
     return valid
 
 
 async def _store(
-    db: AsyncSession, actor: Actor, organization_id: str, valid: list[_Valid], indexed: bool
+    db: AsyncSession, actor: Actor, found: Directory, valid: list[_Valid], indexed: bool
 ) -> Published:
     """The new events and their deliveries in one transaction. A key stored before, earlier in
     the batch, or by a request that committed it while this one ran, makes a duplicate when the
     event is the same, and a 409 naming the key when it is not."""
+    organization_id = actor.require_organization()
     keys = {v.event.idempotency_key for v in valid if v.event.idempotency_key}
     known = await events_table.by_key(db, organization_id, keys)
     now = utcnow()
@@ -263,7 +255,7 @@ async def _store(
     watched = {v.device["id"] for v in valid if v.watched}
     judged = {v.channel["id"] for v in valid if v.judged}
     fresh += await lab_rules.apply(db, organization_id, fresh, now, watched, judged)
-    deliveries = await fan_out(db, organization_id, fresh)
+    deliveries = await fan_out(db, organization_id, fresh, found)
     await db.commit()
     return Published(event_ids, duplicate, deliveries)
 

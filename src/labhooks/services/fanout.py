@@ -10,21 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.catalogue import webhook_payload
 from labhooks.domain.ids import new_id
-from labhooks.domain.people import Role
-from labhooks.services.organizations import load_organization
+from labhooks.services.directory import Directory, directory
 from labhooks.storage import events as events_table
 from labhooks.storage import queue
 from labhooks.storage.models import (
     Channel,
-    ChannelGrant,
     Device,
-    SubscriptionSelection,
-    User,
     WebhookSubscription,
     utcnow,
 )
@@ -40,13 +35,20 @@ def references(device: Device, channel: Channel) -> tuple[dict[str, Any], dict[s
 
 
 async def fan_out(
-    db: AsyncSession, organization_id: str, events: list[dict[str, Any]]
+    db: AsyncSession,
+    organization_id: str,
+    events: list[dict[str, Any]],
+    found: Directory | None = None,
 ) -> list[tuple[str, str]]:
     """Queues a delivery of each event (stored rows) to each matching subscription, if the
-    organisation's webhooks are on; returns (delivery id, subscription id) pairs."""
-    if not events or not (await load_organization(db, organization_id)).webhooks_enabled:
+    organisation's webhooks are on; returns (delivery id, subscription id) pairs. `found`: the
+    organisation's directory, when the caller read it in this transaction already."""
+    if not events:
         return []
-    targets = await _matching_subscriptions(db, organization_id, events)
+    found = found or await directory(db, organization_id)
+    if not found.webhooks_enabled:
+        return []
+    targets = found.targets
     pairs = [
         (subscription_id, row["id"])
         for row in events
@@ -121,38 +123,3 @@ class OwnEvent:
             "is_test": False,
             "created_at": self.now,
         }
-
-
-async def _matching_subscriptions(
-    db: AsyncSession, organization_id: str, events: list[dict[str, Any]]
-) -> dict[tuple[str, str], list[str]]:
-    """(channel id, event type) → active subscriptions whose owner may access the channel.
-
-    One indexed query for the whole batch, whatever its size."""
-    pairs = {(e["channel_id"], e["type"]) for e in events}
-    if not pairs:
-        return {}
-    selection = SubscriptionSelection
-    owner_may_access = or_(
-        User.role == Role.ADMIN.value,
-        exists().where(
-            ChannelGrant.user_id == User.id, ChannelGrant.channel_id == selection.channel_id
-        ),
-    )
-    rows = await db.execute(
-        select(selection.channel_id, selection.event_type, WebhookSubscription.id)
-        .join(WebhookSubscription, WebhookSubscription.id == selection.subscription_id)
-        .join(User, User.id == WebhookSubscription.owner_id)
-        .where(
-            tuple_(selection.channel_id, selection.event_type).in_(pairs),
-            WebhookSubscription.organization_id == organization_id,
-            WebhookSubscription.active.is_(True),
-            WebhookSubscription.deleted_at.is_(None),
-            owner_may_access,
-        )
-        .order_by(WebhookSubscription.id)
-    )
-    targets: dict[tuple[str, str], list[str]] = {}
-    for channel_id, event_type, subscription_id in rows:
-        targets.setdefault((channel_id, event_type), []).append(subscription_id)
-    return targets

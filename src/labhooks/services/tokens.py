@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labhooks.domain.catalogue import as_utc
@@ -162,22 +162,43 @@ async def create_token(
     return token, plaintext
 
 
+_TOKEN_HOLDER = (
+    select(
+        ApiToken.id,
+        ApiToken.scope,
+        ApiToken.expires_at,
+        ApiToken.device_id,
+        User.id.label("user_id"),
+        User.organization_id,
+        User.role,
+        User.is_server_admin,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("hash"))
+)
+
+
 async def authenticate(db: AsyncSession, presented: str) -> Actor:
-    row = (
-        await db.execute(
-            select(User, ApiToken)
-            .join(ApiToken, ApiToken.user_id == User.id)
-            .where(ApiToken.token_hash == hash_api_token(presented))
-        )
-    ).first()
+    """The caller a presented token stands for, read fresh on every request, so a revoked
+    token, an expired one and a changed role take effect at once. A plain row from a statement
+    built once, no ORM objects: every API request pays for it."""
+    connection = await db.connection()
+    row = (await connection.execute(_TOKEN_HOLDER, {"hash": hash_api_token(presented)})).first()
     if row is None:
         raise Unauthenticated("The API token is not valid (unknown or revoked).")
-    user, token = row
-    if token.expires_at is not None and token.expires_at <= utcnow():
+    if row.expires_at is not None and row.expires_at <= utcnow():
         raise Unauthenticated(
-            f"The API token expired at {token.expires_at:%Y-%m-%dT%H:%M:%SZ}; ask for a new one."
+            f"The API token expired at {row.expires_at:%Y-%m-%dT%H:%M:%SZ}; ask for a new one."
         )
-    return actor_for(user, TokenScope(token.scope), token.id, token.device_id)
+    return Actor(
+        user_id=row.user_id,
+        organization_id=row.organization_id,
+        role=Role(row.role) if row.role else None,
+        is_server_admin=row.is_server_admin,
+        scope=TokenScope(row.scope),
+        token_id=row.id,
+        device_id=row.device_id,
+    )
 
 
 # --- API tokens as a resource: /api/v1/api-tokens and the web UI's Tokens page ---------------

@@ -13,6 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labhooks.storage.models import Event
 
 _IDEMPOTENCY = ["organization_id", "idempotency_key"]
+_INSERT_NEW = {  # built once per dialect: every publish runs one
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(Event)
+    .on_conflict_do_nothing(index_elements=_IDEMPOTENCY)
+    .returning(Event.id)
+    for dialect in (postgresql, sqlite)
+}
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -23,13 +29,9 @@ async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> s
     if not rows:
         return set()
     rows = sorted(rows, key=lambda row: row["idempotency_key"] or "")
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    statement = (
-        dialect.insert(Event)
-        .on_conflict_do_nothing(index_elements=_IDEMPOTENCY)
-        .returning(Event.id)
-    )
-    return set((await session.execute(statement, list(rows))).scalars())
+    connection = await session.connection()
+    statement = _INSERT_NEW[connection.dialect.name]
+    return set((await connection.execute(statement, list(rows))).scalars())
 
 
 async def by_key(

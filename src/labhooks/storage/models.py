@@ -78,6 +78,9 @@ class Organization(Base):
     id: Mapped[str] = _id("org")
     name: Mapped[str] = mapped_column(String(200), unique=True)
     webhooks_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # moved on by triggers (migration 0009) whenever what publishing reads about the
+    # organisation changes: services.directory caches it per process until then
+    publishing_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -119,6 +119,8 @@ class OrganizationEvent:
     data: dict[str, Any]  # the type's fields besides `subscription`
 
 
+_INSERT_DELIVERIES = insert(Delivery)  # built once: every publish with a subscriber runs it
+
 # -- within the caller's transaction --------------------------------------------------------
 
 
@@ -130,7 +132,7 @@ async def enqueue(
     if not pairs:
         return []
     rows = _new_deliveries(organization_id, pairs, utcnow())
-    await session.execute(insert(Delivery), rows)
+    await (await session.connection()).execute(_INSERT_DELIVERIES, rows)
     await notify.wake(session)
     return [
         (str(row["id"]), subscription_id)

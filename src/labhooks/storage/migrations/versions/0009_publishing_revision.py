@@ -1,0 +1,115 @@
+"""publishing revision: a counter per organisation that every change to what publishing reads
+(devices, channels, grants, subscriptions and their selections, people's roles) moves on, kept
+by triggers so that no writer can forget it. A later migration that makes SQLite copy one of
+these tables (batch mode's "move and copy") drops its triggers: it must create them again.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-07 15:00:00.000000
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# table → the columns whose change matters to publishing (None: any insert, update or delete);
+# an update of another column (a device's last_seen_at, a subscription's failing_since) does not
+# move the revision, or publishing would reload what it caches after every event
+WATCHED: dict[str, tuple[str, ...] | None] = {
+    "devices": ("name", "heartbeat_s", "organization_id"),
+    "channels": (
+        "key",
+        "name",
+        "unit",
+        "trigger_events",
+        "has_thresholds",
+        "device_id",
+        "organization_id",
+    ),
+    "channel_grants": None,
+    "webhook_subscriptions": ("active", "deleted_at", "owner_id", "organization_id"),
+    "subscription_selections": None,
+    "users": ("role", "organization_id"),
+}
+# how each table names its organisation, for OLD and NEW rows alike
+ORGANIZATION_OF = {
+    "subscription_selections": (
+        "(SELECT organization_id FROM webhook_subscriptions WHERE id = {row}.subscription_id)"
+    ),
+}
+BUMP = "UPDATE organizations SET publishing_revision = publishing_revision + 1 WHERE id = {org};"
+
+
+def _organization(table: str, row: str) -> str:
+    return ORGANIZATION_OF.get(table, "{row}.organization_id").format(row=row)
+
+
+def _sqlite_triggers() -> list[str]:
+    statements = []
+    for table, columns in WATCHED.items():
+        old, new = _organization(table, "OLD"), _organization(table, "NEW")
+        update = "UPDATE" + (f" OF {', '.join(columns)}" if columns else "")
+        if table != "users":  # a new person has no grants and no subscriptions yet
+            statements.append(
+                f"CREATE TRIGGER trg_{table}_revision_insert AFTER INSERT ON {table} "
+                f"BEGIN {BUMP.format(org=new)} END"
+            )
+        statements.append(
+            f"CREATE TRIGGER trg_{table}_revision_update AFTER {update} ON {table} "
+            f"BEGIN {BUMP.format(org=old)} {BUMP.format(org=new)} END"
+        )
+        statements.append(
+            f"CREATE TRIGGER trg_{table}_revision_delete AFTER DELETE ON {table} "
+            f"BEGIN {BUMP.format(org=old)} END"
+        )
+    return statements
+
+
+def _postgresql_triggers() -> list[str]:
+    statements = []
+    for table, columns in WATCHED.items():
+        old, new = _organization(table, "OLD"), _organization(table, "NEW")
+        function = f"labhooks_{table}_revision"
+        statements.append(
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP <> 'INSERT' THEN {BUMP.format(org=old)} END IF; "
+            f"IF TG_OP <> 'DELETE' THEN {BUMP.format(org=new)} END IF; "
+            "RETURN NULL; END $$"
+        )
+        update = "UPDATE" + (f" OF {', '.join(columns)}" if columns else "")
+        events = f"{update} OR DELETE" if table == "users" else f"INSERT OR {update} OR DELETE"
+        statements.append(
+            f"CREATE TRIGGER trg_{table}_revision AFTER {events} ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+        )
+    return statements
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("organizations") as batch:
+        batch.add_column(
+            sa.Column("publishing_revision", sa.Integer(), nullable=False, server_default="0")
+        )
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for statement in _postgresql_triggers() if postgresql else _sqlite_triggers():
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for table in WATCHED:
+        if postgresql:
+            op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_revision ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS labhooks_{table}_revision()")
+        else:
+            for when in ("insert", "update", "delete"):
+                op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_revision_{when}")
+    with op.batch_alter_table("organizations") as batch:
+        batch.drop_column("publishing_revision")
