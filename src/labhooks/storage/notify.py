@@ -20,6 +20,7 @@ log = logging.getLogger("labhooks.queue")
 DELIVERIES = "labhooks_deliveries"  # deliveries were enqueued, or may go out now
 ATTEMPTS = "labhooks_attempts"  # attempts were recorded
 LISTEN_RETRY_S = (0.5, 1, 2, 5, 10)  # backoff while the LISTEN connection cannot be made
+NOTIFY = text("SELECT pg_notify(:channel, '')")  # built once: every publish and record runs it
 
 
 async def wake(session: AsyncSession) -> None:
@@ -27,13 +28,13 @@ async def wake(session: AsyncSession) -> None:
     session hook in storage.database, other processes' through PostgreSQL's NOTIFY."""
     session.info[WAKE_ON_COMMIT] = True
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": DELIVERIES})
+        await (await session.connection()).execute(NOTIFY, {"channel": DELIVERIES})
 
 
 async def announce_attempts(connection: AsyncConnection) -> None:
     """Tells other processes, at commit, that attempts were recorded (PostgreSQL only)."""
     if connection.dialect.name == "postgresql":
-        await connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": ATTEMPTS})
+        await connection.execute(NOTIFY, {"channel": ATTEMPTS})
 
 
 @contextlib.asynccontextmanager

@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    bindparam,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -212,9 +222,7 @@ async def publish_organization_events(
     if delivery_rows:
         await connection.execute(insert(Delivery), delivery_rows)
         if connection.dialect.name == "postgresql":
-            await connection.execute(
-                text("SELECT pg_notify(:channel, '')"), {"channel": notify.DELIVERIES}
-            )
+            await connection.execute(notify.NOTIFY, {"channel": notify.DELIVERIES})
     return len(delivery_rows)
 
 
@@ -330,7 +338,7 @@ async def cancel(session: AsyncSession, subscription_ids: Sequence[str]) -> None
 # -- the workers' side -------------------------------------------------------------------
 
 
-def _due(now: datetime) -> list[ColumnElement[bool]]:
+def _due(now: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
     """Which deliveries may go out at `now`: pending, due, not leased, of an active subscription
     of an organisation with webhooks on; of an ordered subscription only the oldest pending.
     Needs the subscription and the organisation joined."""
@@ -357,49 +365,60 @@ def _with_owners(statement: Any) -> Any:
     ).join(Organization, Organization.id == Delivery.organization_id)
 
 
+def _claim_statement() -> Any:
+    """UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING the details, built once
+    (every claim runs it; building it cost more than running it): binds `now`, `limit` and
+    `lease_until`."""
+    now = bindparam("now", type_=Delivery.next_attempt_at.type)
+    due = (
+        _with_owners(select(Delivery.id))
+        .where(*_due(now))
+        .order_by(Delivery.priority, Delivery.next_attempt_at)
+        .limit(bindparam("limit", type_=Integer()))
+        .with_for_update(skip_locked=True, of=Delivery)
+    )
+    # Correlated subqueries, not UPDATE … FROM: SQLite's RETURNING may not name the FROM
+    # tables. (SQLite renders their columns unqualified; neither subquery's table has a
+    # column named like the outer one it compares with, so each name resolves as meant.)
+    event = aliased(Event, name="event")
+    subscription = aliased(WebhookSubscription, name="subscription")
+    payload = select(event.payload).where(event.id == Delivery.event_id)
+    version = select(subscription.updated_at).where(subscription.id == Delivery.subscription_id)
+    return (
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(lease_expires_at=bindparam("lease_until", type_=Delivery.lease_expires_at.type))
+        .returning(
+            Delivery.id,
+            Delivery.subscription_id,
+            Delivery.attempt_count,
+            Delivery.schedule_position,
+            payload.correlate(Delivery).scalar_subquery(),
+            version.correlate(Delivery).scalar_subquery(),
+        )
+    )
+
+
+_CLAIM = _claim_statement()
+
+
 class DeliveryQueue:
     def __init__(self, database: Database) -> None:
         self.database = database
 
     async def claim(self, limit: int, lease_s: float) -> list[Claimed]:
-        """Leases up to `limit` due deliveries, fresh ones before retries, in one statement:
-        UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING the details."""
+        """Leases up to `limit` due deliveries, fresh ones before retries, in one statement
+        (`_CLAIM`)."""
         now = utcnow()
-        due = (
-            _with_owners(select(Delivery.id))
-            .where(*_due(now))
-            .order_by(Delivery.priority, Delivery.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=Delivery)
-        )
-        # Correlated subqueries, not UPDATE … FROM: SQLite's RETURNING may not name the FROM
-        # tables. (SQLite renders their columns unqualified; neither subquery's table has a
-        # column named like the outer one it compares with, so each name resolves as meant.)
-        event = aliased(Event, name="event")
-        subscription = aliased(WebhookSubscription, name="subscription")
-        payload = select(event.payload).where(event.id == Delivery.event_id)
-        version = select(subscription.updated_at).where(subscription.id == Delivery.subscription_id)
-        lease = (
-            update(Delivery)
-            .where(Delivery.id.in_(due.scalar_subquery()))
-            .values(lease_expires_at=now + timedelta(seconds=lease_s))
-            .returning(
-                Delivery.id,
-                Delivery.subscription_id,
-                Delivery.attempt_count,
-                Delivery.schedule_position,
-                payload.correlate(Delivery).scalar_subquery(),
-                version.correlate(Delivery).scalar_subquery(),
-            )
-        )
+        parameters = {"now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_s)}
         async with self.database.engine.begin() as connection:
-            rows = await connection.execute(lease)
+            rows = await connection.execute(_CLAIM, parameters)
             return [Claimed(*row) for row in rows]
 
     async def claimable(self, delivery_ids: Sequence[str], now: datetime) -> set[str]:
         """Which of these deliveries a claim at `now` would take (read-only: nothing leased)."""
         statement = _with_owners(select(Delivery.id)).where(
-            Delivery.id.in_(delivery_ids), *_due(now)
+            Delivery.id.in_(delivery_ids), *_due(literal(now, Delivery.next_attempt_at.type))
         )
         async with self.database.engine.connect() as connection:
             return set((await connection.execute(statement)).scalars())
@@ -479,42 +498,18 @@ class DeliveryQueue:
             }
             for f in finished
         ]
-        # Only the claim this attempt was made under moves the delivery on: a result written
-        # late (its lease ran out, another worker claimed and recorded it) changes nothing.
-        write_back = (
-            update(Delivery)
-            .where(
-                Delivery.id == bindparam("b_id"),
-                Delivery.status == PENDING,
-                Delivery.attempt_count == bindparam("b_claimed"),
-            )
-            .values(
-                status=bindparam("b_status"),
-                next_attempt_at=bindparam("b_next"),
-                last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"),
-                completed_at=bindparam("b_done"),
-                attempt_count=Delivery.attempt_count + 1,
-                schedule_position=Delivery.schedule_position + 1,
-                priority=RETRY,
-                lease_expires_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
         # A delivery that ends failed here is written alone, to learn from RETURNING whether
         # this write is the one that ended it (rare: once per delivery at most).
         ending = [u for u, f in zip(updates, finished, strict=True) if f.exhausts]
         moving_on = [u for u, f in zip(updates, finished, strict=True) if not f.exhausts]
         async with self.database.engine.begin() as connection:
-            await connection.execute(insert(DeliveryAttempt), attempts)
+            await connection.execute(_INSERT_ATTEMPTS, attempts)
             if moving_on:
-                await connection.execute(write_back, moving_on)
+                await connection.execute(_WRITE_BACK, moving_on)
             exhausted = [
                 delivery_id
                 for row in ending
-                for delivery_id in (
-                    await connection.execute(write_back.returning(Delivery.id), row)
-                ).scalars()
+                for delivery_id in (await connection.execute(_WRITE_BACK_ENDING, row)).scalars()
             ]
             disabled = await _track_failures(connection, finished, now, auto_disable)
             notices = disabled + await _exhausted_notices(connection, exhausted)
@@ -526,6 +521,40 @@ class DeliveryQueue:
     def listening(self, enqueued: Signal) -> contextlib.AbstractAsyncContextManager[None]:
         """While inside, NOTIFY from other processes sets `enqueued` (PostgreSQL only)."""
         return notify.listening(self.database, {notify.DELIVERIES: enqueued})
+
+
+_INSERT_ATTEMPTS = insert(DeliveryAttempt)
+# Only the claim this attempt was made under moves the delivery on: a result written late (its
+# lease ran out, another worker claimed and recorded it) changes nothing.
+_WRITE_BACK = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("b_id"),
+        Delivery.status == PENDING,
+        Delivery.attempt_count == bindparam("b_claimed"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next"),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        completed_at=bindparam("b_done"),
+        attempt_count=Delivery.attempt_count + 1,
+        schedule_position=Delivery.schedule_position + 1,
+        priority=RETRY,
+        lease_expires_at=None,
+    )
+    .execution_options(synchronize_session=False)
+)
+_WRITE_BACK_ENDING = _WRITE_BACK.returning(Delivery.id)  # tells whether it was this write
+_STREAK_ENDED = (
+    update(WebhookSubscription)
+    .where(
+        WebhookSubscription.id.in_(bindparam("ids", expanding=True)),
+        WebhookSubscription.failing_since.is_not(None),
+    )
+    .values(failing_since=None)
+)
 
 
 def _reference(row: Any) -> dict[str, Any]:
@@ -555,11 +584,7 @@ async def _track_failures(
     }
     failing = {f.delivery.subscription_id for f in finished} - succeeded
     if succeeded:
-        await connection.execute(
-            update(table)
-            .where(table.id.in_(succeeded), table.failing_since.is_not(None))
-            .values(failing_since=None)
-        )
+        await connection.execute(_STREAK_ENDED, {"ids": sorted(succeeded)})
     reported = (
         table.id,
         table.organization_id,
