@@ -24,9 +24,10 @@ from labhooks.security import Passwords, SecretBox
 from labhooks.services import devices, events, organizations, target_urls, tokens, users
 from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
 from labhooks.settings import Settings
+from labhooks.storage import queue
 from labhooks.storage.database import Database, DatabaseUnavailable
 from labhooks.storage.models import Delivery, DeliveryAttempt, WebhookSubscription
-from labhooks.storage.queue import DeliveryQueue, Finished
+from labhooks.storage.queue import Claimed, DeliveryQueue, Finished
 from tests.api import unique
 from tests.conftest import settings_for
 from tests.live import fresh_database
@@ -394,5 +395,124 @@ def test_a_delivery_that_vanishes_while_in_flight_does_not_stop_the_others(
         await lab.run(sender, lambda: lab.all_attempted(kept))
         assert [d.status for d in await lab.deliveries(kept)] == ["succeeded"] * 5
         assert await lab.deliveries(gone) == []
+
+    with_lab(queue_url, tmp_path, scenario)
+
+
+class CountingQueue(DeliveryQueue):
+    """The real queue, noting which deliveries the worker had to claim (of any lab: the
+    module's tests share a database)."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.claims: list[Claimed] = []
+
+    async def claim(self, limit: int, lease_s: float) -> list[Claimed]:
+        found = await super().claim(limit, lease_s)
+        self.claims += found
+        return found
+
+    def claimed(self, subscription_id: str) -> list[str]:
+        return sorted(c.delivery_id for c in self.claims if c.subscription_id == subscription_id)
+
+
+async def _beside_the_worker(
+    lab: Lab, sender: FakeSender, scenario: Callable[[Worker, CountingQueue], Awaitable[None]]
+) -> None:
+    """Runs `scenario` with a worker that takes handoffs from publishers of this process, as
+    in `labhooks serve`."""
+    claims = CountingQueue(lab.database)
+    worker = Worker(
+        lab.settings, claims, lab.box, sender, lab.database.enqueued, takes_handoffs=True
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            await _until(lambda: _is(lab.database.local_worker, worker))
+            await scenario(worker, claims)
+    finally:
+        stop.set()
+        await running
+    assert lab.database.local_worker is None
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    while not await condition():  # noqa: ASYNC110 (what it waits for is in the database)
+        await asyncio.sleep(0.01)
+
+
+async def _is(found: object, wanted: object) -> bool:
+    return found is wanted
+
+
+def test_deliveries_published_beside_the_worker_are_sent_without_a_claim(
+    queue_url: str, tmp_path: Path
+) -> None:
+    """Publishing in the worker's process hands it the deliveries as the transaction commits;
+    an ordered subscription's still wait for their turn through the queue."""
+
+    async def scenario(lab: Lab) -> None:
+        plain = await lab.subscribe("https://lims.example.org/plain")
+        ordered = await lab.subscribe("https://lims.example.org/ordered", ordered=True)
+
+        async def publish_and_deliver(worker: Worker, claims: CountingQueue) -> None:
+            await lab.publish(3)
+            await _until(lambda: lab.all_attempted(plain, ordered))
+            assert claims.claimed(plain) == []
+            assert claims.claimed(ordered) == [d.id for d in await lab.deliveries(ordered)]
+
+        await _beside_the_worker(lab, FakeSender(), publish_and_deliver)
+        for subscription_id in (plain, ordered):
+            assert {d.status for d in await lab.deliveries(subscription_id)} == {"succeeded"}
+            assert len(await lab.attempts(subscription_id)) == 3  # each sent once
+
+    with_lab(queue_url, tmp_path, scenario)
+
+
+def test_a_worker_without_room_leaves_the_rest_to_the_queue(queue_url: str, tmp_path: Path) -> None:
+    async def scenario(lab: Lab) -> None:
+        subscription = await lab.subscribe("https://lims.example.org/busy")
+        lab.settings = lab.settings.model_copy(update={"worker_concurrency": 2})
+
+        async def publish_five(worker: Worker, claims: CountingQueue) -> None:
+            await lab.publish(5)
+            await _until(lambda: lab.all_attempted(subscription))
+            stored = [d.id for d in await lab.deliveries(subscription)]
+            assert claims.claimed(subscription) == stored[2:]  # the first two were handed over
+
+        await _beside_the_worker(lab, FakeSender(delay=0.05), publish_five)
+
+    with_lab(queue_url, tmp_path, scenario)
+
+
+def test_a_transaction_that_rolls_back_frees_the_slots_it_reserved(
+    queue_url: str, tmp_path: Path
+) -> None:
+    async def scenario(lab: Lab) -> None:
+        async with lab.database.session() as db:
+            one = events.EventIn(
+                device_id=lab.device_id,
+                channel_key="weight",
+                type="data_point.created",
+                data={"value": 1, "unit": "g"},
+            )
+            [event_id] = (await events.publish(db, lab.admin, [one], indexed=False)).event_ids
+        subscription = await lab.subscribe("https://lims.example.org/never")
+        concurrency = lab.settings.worker_concurrency
+
+        async def roll_back(worker: Worker, claims: CountingQueue) -> None:
+            pair = (subscription, event_id)
+            sendable = {pair: ("{}", datetime.now(UTC))}
+            async with lab.database.session() as db:
+                await queue.enqueue(db, lab.admin.require_organization(), [pair], sendable)
+                assert worker.reserve(concurrency) == concurrency - 1  # one slot held
+                worker.give_back(concurrency - 1)
+                await db.rollback()
+            assert worker.reserve(concurrency) == concurrency  # every slot free again
+            worker.give_back(concurrency)
+
+        await _beside_the_worker(lab, FakeSender(), roll_back)
+        assert await lab.deliveries(subscription) == []
 
     with_lab(queue_url, tmp_path, scenario)

@@ -36,13 +36,16 @@ class AppState:
     waiters: Waiters
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
+    # async, though it awaits nothing: FastAPI runs a plain function in a thread pool, a
+    # thread hop on every request for an attribute read
     state: AppState = request.app.state.labhooks
     return state
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with _state(request).database.session() as session:
+    state: AppState = request.app.state.labhooks
+    async with state.database.session() as session:
         yield session
 
 

@@ -37,7 +37,7 @@ CurrentActor = Annotated[Actor, Depends(_full_actor)]
 Publisher = Annotated[Actor, Depends(_any_actor)]
 
 
-def _page(
+async def _page(  # async: FastAPI would run a plain function in its thread pool
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> PageRequest:

@@ -1,5 +1,10 @@
 """The worker: claims due deliveries, sends each as its own task, records results in batches.
 
+In `labhooks serve`, where publishers share the worker's process, a publish hands its
+deliveries to the worker as its transaction commits, written already leased to it
+(storage.queue.enqueue): the first attempt starts without a claim or a wake-up. What the worker
+has no room for, and an ordered subscription's deliveries, wait in the queue as ever.
+
 Claiming, sending and recording overlap: the claim loop keeps up to `worker_concurrency`
 attempts in flight and claims again once a quarter of the slots are free, so a slow or dead
 target only ever holds the slots of its own attempts, never a whole batch. One bad item fails
@@ -75,8 +80,16 @@ class Worker:
         enqueued: Signal,
         recorded: Signal | None = None,
         heartbeats: Heartbeats | None = None,
+        takes_handoffs: bool = False,
     ) -> None:
+        """`takes_handoffs`: deliveries enqueued in this process are handed to this worker
+        directly when it has room (storage.queue.enqueue), rather than claimed."""
         self.settings = settings
+        self.lease_s = settings.lease
+        self._takes_handoffs = takes_handoffs
+        self._reserved = 0  # slots held for deliveries being handed over
+        self._accepting = False
+        self._handing: set[asyncio.Task[None]] = set()
         self.heartbeats = heartbeats
         self.worker_id = heartbeats.worker_id if heartbeats else new_worker_id()
         self._in_flight_gauge = metrics.IN_FLIGHT.labels(worker=self.worker_id)
@@ -100,6 +113,9 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         claiming_done = asyncio.Event()
+        database = self.queue.database
+        if self._takes_handoffs:
+            database.local_worker, self._accepting = self, True
         async with self.queue.listening(self.enqueued):
             writer = asyncio.create_task(self._write_loop(claiming_done))
             beating = asyncio.create_task(self._heartbeat(stop))
@@ -111,6 +127,11 @@ class Worker:
             try:
                 await self._claim_loop(stop)
             finally:
+                self._accepting = False
+                if database.local_worker is self:
+                    database.local_worker = None
+                if self._handing:
+                    await asyncio.wait(self._handing, timeout=self.settings.delivery_timeout + 1)
                 if self._in_flight:
                     await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 1)
                 # only now: a claim still running when `stop` was set may have dispatched more
@@ -129,8 +150,8 @@ class Worker:
             if self._unwritten:  # the database cannot record results: send nothing more now
                 await _first_of(stop, asyncio.sleep(ERROR_BACKOFF_S))
                 continue
-            room = settings.worker_concurrency - len(self._in_flight)
-            if room < self._claim_at and self._in_flight:
+            room = settings.worker_concurrency - len(self._in_flight) - self._reserved
+            if room < self._claim_at and (self._in_flight or self._reserved):
                 self._room.clear()
                 await _first_of(stop, self._room.wait())
                 continue
@@ -184,10 +205,44 @@ class Worker:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._in_flight_gauge.set(len(self._in_flight))
+        self._room_changed()
+
+    def _room_changed(self) -> None:
         # Claim again once a useful batch fits, not for every slot that frees: one query per
         # delivery would cost more than the deliveries.
-        if self.settings.worker_concurrency - len(self._in_flight) >= self._claim_at:
+        free = self.settings.worker_concurrency - len(self._in_flight) - self._reserved
+        if free >= self._claim_at:
             self._room.set()
+
+    # -- deliveries handed over by this process's publishers (storage.queue.enqueue) ----------
+
+    def reserve(self, wanted: int) -> int:
+        if not self._accepting or self._unwritten:
+            return 0
+        free = self.settings.worker_concurrency - len(self._in_flight) - self._reserved
+        granted = max(0, min(wanted, free))
+        self._reserved += granted
+        return granted
+
+    def give_back(self, count: int) -> None:
+        self._reserved -= count
+        self._room_changed()
+
+    def hand_over(self, claimed: list[Claimed]) -> None:
+        """Called as the publishing transaction commits (a session hook, on this loop)."""
+        handing = asyncio.get_running_loop().create_task(self._take(claimed))
+        self._handing.add(handing)
+        handing.add_done_callback(self._handing.discard)
+
+    async def _take(self, claimed: list[Claimed]) -> None:
+        try:
+            await self._dispatch(claimed)
+        except Exception:
+            # the subscriptions could not be read: what was leased goes out when its lease ends
+            log.exception("sending %d deliveries handed over failed", len(claimed))
+        finally:  # their reserved slots are in-flight attempts now, or free
+            self._reserved -= len(claimed)
+            self._room_changed()
 
     async def _load_runtimes(self, claimed: list[Claimed]) -> None:
         now = utcnow()
@@ -427,6 +482,7 @@ async def run_worker(
             database.enqueued,
             recorded,
             Heartbeats(database),
+            takes_handoffs=True,
         )
         await worker.run(stop)
 

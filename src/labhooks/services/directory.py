@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, exists, or_, select
@@ -56,11 +57,14 @@ class DeviceEntry:
 
 @dataclass(frozen=True)
 class Directory:
+    organization_id: str
     revision: int
     webhooks_enabled: bool  # read fresh every time: it is not part of the revision
     devices: dict[str, DeviceEntry]
     # (channel id, event type) → the active subscriptions whose owner may access the channel
     targets: dict[tuple[str, str], tuple[str, ...]]
+    versions: dict[str, datetime]  # of those subscriptions: when each last changed
+    ordered: frozenset[str]  # those of them that deliver one at a time, in order
 
 
 _REVISION = select(Organization.publishing_revision, Organization.webhooks_enabled).where(
@@ -137,12 +141,11 @@ async def _load(db: AsyncSession, organization_id: str, revision: int, enabled: 
             )
         )
     }
-    return Directory(revision, enabled, devices, await _targets(db, organization_id))
+    untargeted = Directory(organization_id, revision, enabled, devices, {}, {}, frozenset())
+    return await _with_targets(db, untargeted)
 
 
-async def _targets(
-    db: AsyncSession, organization_id: str
-) -> dict[tuple[str, str], tuple[str, ...]]:
+async def _with_targets(db: AsyncSession, directory: Directory) -> Directory:
     """Which active subscriptions take each (channel, event type): those whose owner is an
     organisation administrator or holds a grant to the channel."""
     selection = SubscriptionSelection
@@ -153,11 +156,17 @@ async def _targets(
         ),
     )
     rows = await db.execute(
-        select(selection.channel_id, selection.event_type, WebhookSubscription.id)
+        select(
+            selection.channel_id,
+            selection.event_type,
+            WebhookSubscription.id,
+            WebhookSubscription.updated_at,
+            WebhookSubscription.ordered,
+        )
         .join(WebhookSubscription, WebhookSubscription.id == selection.subscription_id)
         .join(User, User.id == WebhookSubscription.owner_id)
         .where(
-            WebhookSubscription.organization_id == organization_id,
+            WebhookSubscription.organization_id == directory.organization_id,
             WebhookSubscription.active.is_(True),
             WebhookSubscription.deleted_at.is_(None),
             owner_may_access,
@@ -165,6 +174,16 @@ async def _targets(
         .order_by(WebhookSubscription.id)
     )
     targets: dict[tuple[str, str], list[str]] = {}
-    for channel_id, event_type, subscription_id in rows:
+    versions: dict[str, datetime] = {}
+    ordered: set[str] = set()
+    for channel_id, event_type, subscription_id, version, one_at_a_time in rows:
         targets.setdefault((channel_id, event_type), []).append(subscription_id)
-    return {pair: tuple(ids) for pair, ids in targets.items()}
+        versions[subscription_id] = version
+        if one_at_a_time:
+            ordered.add(subscription_id)
+    return replace(
+        directory,
+        targets={pair: tuple(ids) for pair, ids in targets.items()},
+        versions=versions,
+        ordered=frozenset(ordered),
+    )

@@ -48,13 +48,19 @@ async def fan_out(
     found = found or await directory(db, organization_id)
     if not found.webhooks_enabled:
         return []
-    targets = found.targets
     pairs = [
         (subscription_id, row["id"])
         for row in events
-        for subscription_id in targets.get((row["channel_id"], row["type"]), [])
+        for subscription_id in found.targets.get((row["channel_id"], row["type"]), [])
     ]
-    return await queue.enqueue(db, organization_id, pairs)
+    # an ordered subscription's delivery waits for its elders: only a claim knows when
+    payloads = {row["id"]: row["payload"] for row in events}
+    sendable = {
+        (subscription_id, event_id): (payloads[event_id], found.versions[subscription_id])
+        for subscription_id, event_id in pairs
+        if subscription_id not in found.ordered
+    }
+    return await queue.enqueue(db, organization_id, pairs, sendable)
 
 
 async def fan_out_to_organization(db: AsyncSession, events: list[OrganizationEvent]) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from labhooks.domain.errors import Duplicate
 from labhooks.signals import Signal
@@ -148,28 +148,44 @@ def is_transient(error: BaseException) -> bool:
     return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
-# -- waking this process's workers ----------------------------------------------------------
+# -- waking this process's workers, and handing deliveries to its own ------------------------
 
 WAKE_ON_COMMIT = "labhooks.wake_on_commit"
+HAND_OVER_ON_COMMIT = "labhooks.hand_over_on_commit"  # [(worker, [Claimed…])] of this transaction
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_workers(session: Session) -> None:
+    for worker, claimed in session.info.pop(HAND_OVER_ON_COMMIT, ()):
+        worker.hand_over(claimed)
     if session.info.pop(WAKE_ON_COMMIT, False) and (enqueued := session.info.get("enqueued")):
         enqueued.set()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _give_back_unsent(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction that ends without committing leased nothing: the slots it reserved in this
+    process's worker are free again."""
+    if transaction.parent is None:
+        for worker, claimed in session.info.pop(HAND_OVER_ON_COMMIT, ()):
+            worker.give_back(len(claimed))
 
 
 class Database:
     """One engine and its session factory, made once per process and passed down.
 
     `enqueued` is set when a transaction that enqueued deliveries commits in this process (and,
-    on PostgreSQL, when another process NOTIFYs)."""
+    on PostgreSQL, when another process NOTIFYs). `local_worker` is this process's worker while
+    it takes deliveries handed to it directly (storage.queue.enqueue)."""
 
     def __init__(self, database_url: str) -> None:
         self.engine = create_engine(database_url)
         self.enqueued = Signal()
+        self.local_worker: Any = None  # a storage.queue.LocalWorker
         self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, info={"enqueued": self.enqueued}
+            self.engine,
+            expire_on_commit=False,
+            info={"enqueued": self.enqueued, "database": self},
         )
 
     @property

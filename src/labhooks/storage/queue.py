@@ -21,10 +21,10 @@ subscriptions that take them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -58,7 +58,12 @@ from labhooks.domain.outcomes import (
 from labhooks.domain.people import Role
 from labhooks.signals import Signal
 from labhooks.storage import notify
-from labhooks.storage.database import Database, DatabaseUnavailable, is_transient
+from labhooks.storage.database import (
+    HAND_OVER_ON_COMMIT,
+    Database,
+    DatabaseUnavailable,
+    is_transient,
+)
 from labhooks.storage.models import (
     Delivery,
     DeliveryAttempt,
@@ -135,19 +140,74 @@ _INSERT_DELIVERIES = insert(Delivery)  # built once: every publish with a subscr
 
 
 async def enqueue(
-    session: AsyncSession, organization_id: str, pairs: Sequence[tuple[str, str]]
+    session: AsyncSession,
+    organization_id: str,
+    pairs: Sequence[tuple[str, str]],
+    sendable: Mapping[tuple[str, str], tuple[str, datetime]] | None = None,
 ) -> list[tuple[str, str]]:
     """Queues one delivery per (subscription id, event id), due now, and wakes the workers
-    when the caller's transaction commits. Returns (delivery id, subscription id) pairs."""
+    when the caller's transaction commits. Returns (delivery id, subscription id) pairs.
+
+    `sendable`: the pairs that may skip the queue, with the body and the subscription's version
+    (its updated_at). While this process runs a worker with room, those deliveries are written
+    already leased to it and handed to it when the transaction commits: no claim, no wake-up,
+    the first attempt starts at once. Should this process die before sending them, their lease
+    runs out and any worker claims them, as after any crash."""
     if not pairs:
         return []
-    rows = _new_deliveries(organization_id, pairs, utcnow())
+    now = utcnow()
+    rows = _new_deliveries(organization_id, pairs, now)
+    handed = _hand_over_on_commit(session, rows, pairs, sendable or {}, now)
     await (await session.connection()).execute(_INSERT_DELIVERIES, rows)
-    await notify.wake(session)
+    if len(handed) < len(rows):
+        await notify.wake(session)
     return [
         (str(row["id"]), subscription_id)
         for row, (subscription_id, _) in zip(rows, pairs, strict=True)
     ]
+
+
+class LocalWorker(Protocol):
+    """This process's worker, as enqueue hands it deliveries (delivery.worker.Worker)."""
+
+    lease_s: float
+
+    def reserve(self, wanted: int) -> int:
+        """Up to `wanted` slots held for deliveries about to be handed over; how many."""
+        ...
+
+    def hand_over(self, claimed: list[Claimed]) -> None:
+        """Sends these (leased to it, committed), in the slots reserved for them."""
+        ...
+
+    def give_back(self, count: int) -> None:
+        """Frees slots reserved for deliveries that were not stored after all."""
+        ...
+
+
+def _hand_over_on_commit(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    pairs: Sequence[tuple[str, str]],
+    sendable: Mapping[tuple[str, str], tuple[str, datetime]],
+    now: datetime,
+) -> list[Claimed]:
+    """Leases what this process's worker has room for, in `rows`, and has it handed over when
+    the session's transaction commits (or its slots given back if it does not)."""
+    database = session.info.get("database")
+    worker: LocalWorker | None = getattr(database, "local_worker", None)
+    candidates = [(row, pair) for row, pair in zip(rows, pairs, strict=True) if pair in sendable]
+    if worker is None or not candidates:
+        return []
+    lease_until = now + timedelta(seconds=worker.lease_s)
+    handed = []
+    for row, pair in candidates[: worker.reserve(len(candidates))]:
+        row["lease_expires_at"] = lease_until
+        payload, version = sendable[pair]
+        handed.append(Claimed(row["id"], row["subscription_id"], 0, 0, payload, version))
+    if handed:
+        session.info.setdefault(HAND_OVER_ON_COMMIT, []).append((worker, handed))
+    return handed
 
 
 def _new_deliveries(
@@ -164,6 +224,7 @@ def _new_deliveries(
             "attempt_count": 0,
             "schedule_position": 0,
             "next_attempt_at": now,
+            "lease_expires_at": None,
             "created_at": now,
         }
         for subscription_id, event_id in pairs

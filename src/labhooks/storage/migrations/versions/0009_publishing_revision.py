@@ -20,7 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # table → the columns whose change matters to publishing (None: any insert, update or delete);
-# an update of another column (a device's last_seen_at, a subscription's failing_since) does not
+# an update of another column (a device's last_seen_at, the deliveries' bookkeeping) does not
 # move the revision, or publishing would reload what it caches after every event
 WATCHED: dict[str, tuple[str, ...] | None] = {
     "devices": ("name", "heartbeat_s", "organization_id"),
@@ -34,7 +34,14 @@ WATCHED: dict[str, tuple[str, ...] | None] = {
         "organization_id",
     ),
     "channel_grants": None,
-    "webhook_subscriptions": ("active", "deleted_at", "owner_id", "organization_id"),
+    "webhook_subscriptions": (
+        "active",
+        "deleted_at",
+        "owner_id",
+        "organization_id",
+        "ordered",
+        "updated_at",  # the worker's cue to decrypt its secrets and headers again
+    ),
     "subscription_selections": None,
     "users": ("role", "organization_id"),
 }
