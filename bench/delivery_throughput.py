@@ -13,107 +13,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import uvloop
-from aiohttp import web
-from common import drop_database, fresh_database
+from common import SECRET_KEY, Receiver, drop_database, fresh_database, set_up
 from sqlalchemy import func, select
 
 from labhooks.delivery.worker import run_worker
-from labhooks.domain.people import Role
-from labhooks.security import Passwords, SecretBox
-from labhooks.services import devices, events, organizations, target_urls, tokens, users
-from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
+from labhooks.security import SecretBox
+from labhooks.services import events
 from labhooks.settings import Settings
 from labhooks.storage import migrate
 from labhooks.storage.database import Database
 from labhooks.storage.models import Delivery
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve_receiver(port: int) -> None:
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(text='{"ok":true}', content_type="application/json")
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", ok)
-    web.run_app(
-        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
-    )
-
-
-async def wait_for_port(port: int) -> None:
-    for _ in range(100):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError("receiver did not start")
-
-
-async def setup(database: Database, box: SecretBox, url: str) -> tuple[object, str, str]:
-    """An organisation with a device and one subscription to the receiver; returns the publisher."""
-    passwords = Passwords()
-    async with database.session() as db:
-        root = await users.create_server_admin(db, "bench@example.org", "bench password", passwords)
-        assert root is not None
-        admin_actor = tokens.actor_for(root)
-        org = await organizations.create_organization(
-            db, admin_actor, organizations.OrganizationCreate(name="Bench", webhooks_enabled=True)
-        )
-        boss = await users.create_user(
-            db,
-            admin_actor,
-            users.UserCreate(
-                email="boss@example.org",
-                name="Boss",
-                password="bench password",
-                role=Role.ADMIN,
-                organization_id=org.id,
-            ),
-            passwords,
-        )
-        actor = tokens.actor_for(boss)
-        await target_urls.create_target_url(db, actor, target_urls.TargetUrlCreate(url=url))
-        device = await devices.create_device(
-            db,
-            actor,
-            devices.DeviceCreate(
-                name="Balance",
-                channels=[
-                    devices.ChannelIn(
-                        key="weight", name="Weight", unit="g", trigger_events=["data_point.created"]
-                    )
-                ],
-            ),
-        )
-        channel_id, channel_key = device.channels[0].id, device.channels[0].key
-        await SubscriptionService(box).create(
-            db,
-            actor,
-            SubscriptionCreate.model_validate(
-                {
-                    "target_url": url + "in",
-                    "headers": [{"key": "Authorization", "value": "Bearer bench"}],
-                    "channels": [{"channel_id": channel_id, "events": ["data_point.created"]}],
-                }
-            ),
-        )
-        return actor, device.id, channel_key
 
 
 async def labhooks_run(
@@ -121,14 +37,15 @@ async def labhooks_run(
 ) -> dict[str, float]:
     settings = Settings(
         database_url=database_url,
-        secret_key="bench",
+        secret_key=SECRET_KEY,
         allowed_networks="127.0.0.0/8",
         worker_concurrency=concurrency,
     )
     database = Database(database_url)
     await migrate.upgrade(database)
-    box = SecretBox("bench")
-    actor, device_id, channel_key = await setup(database, box, receiver_url)
+    box = SecretBox(SECRET_KEY)
+    lab = await set_up(database, receiver_url, headers=[("Authorization", "Bearer bench")])
+    actor, device_id, channel_key = lab.actor, lab.device_id, "weight"
 
     started = time.perf_counter()
     batch = [
@@ -142,7 +59,7 @@ async def labhooks_run(
     ]
     for _ in range(count // 1000):
         async with database.session() as db:
-            await events.publish(db, actor, batch, indexed=True)  # type: ignore[arg-type]
+            await events.publish(db, actor, batch, indexed=True)
     published = time.perf_counter() - started
 
     stop = asyncio.Event()
@@ -185,33 +102,30 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     args = parser.parse_args()
 
-    port = free_port()
-    receiver = multiprocessing.Process(target=serve_receiver, args=(port,), daemon=True)
-    receiver.start()
-    receiver_url = f"http://127.0.0.1:{port}/"
+    with Receiver() as receiver:
 
-    async def run() -> None:
-        await wait_for_port(port)
-        baseline = await baseline_run(receiver_url, args.events, args.concurrency)
-        with tempfile.TemporaryDirectory() as folder:
-            url, name = await fresh_database(args.database, Path(folder))
-            try:
-                ours = await labhooks_run(url, receiver_url, args.events, args.concurrency)
-            finally:
-                await drop_database(name)
-        print(
-            f"events: {args.events}, database: {args.database}, "
-            f"concurrency: {args.concurrency}, cores: {os.cpu_count()}"
-        )
-        print(f"publish (validate, fan out, queue):  {ours['publish_per_s']:9.0f} events/s")
-        print(f"labhooks deliveries end to end:      {ours['deliveries_per_s']:9.0f} deliveries/s")
-        print(f"baseline raw aiohttp POSTs:          {baseline:9.0f} requests/s")
-        print(f"ratio labhooks / baseline:           {ours['deliveries_per_s'] / baseline:9.2f}")
+        async def run() -> None:
+            baseline = await baseline_run(receiver.url, args.events, args.concurrency)
+            with tempfile.TemporaryDirectory() as folder:
+                url, name = await fresh_database(args.database, Path(folder))
+                try:
+                    ours = await labhooks_run(url, receiver.url, args.events, args.concurrency)
+                finally:
+                    await drop_database(name)
+            print(
+                f"events: {args.events}, database: {args.database}, "
+                f"concurrency: {args.concurrency}, cores: {os.cpu_count()}"
+            )
+            print(f"publish (validate, fan out, queue):  {ours['publish_per_s']:9.0f} events/s")
+            print(
+                f"labhooks deliveries end to end:      {ours['deliveries_per_s']:9.0f} deliveries/s"
+            )
+            print(f"baseline raw aiohttp POSTs:          {baseline:9.0f} requests/s")
+            print(
+                f"ratio labhooks / baseline:           {ours['deliveries_per_s'] / baseline:9.2f}"
+            )
 
-    try:
         uvloop.run(run())
-    finally:
-        receiver.terminate()
 
 
 if __name__ == "__main__":

@@ -28,118 +28,42 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
-from common import drop_database, fresh_database, percentile, wait_until_up
+from common import (
+    Lab,
+    Receiver,
+    drop_database,
+    fresh_database,
+    percentile,
+    serving,
+    set_up,
+    wait_until_up,
+)
 from sqlalchemy import JSON, Boolean, Float, Integer, String, cast, func, insert, literal, select
 
-from labhooks.domain.people import Role, TokenScope
-from labhooks.security import Passwords, SecretBox
-from labhooks.services import devices, organizations, target_urls, tokens, users
-from labhooks.services.subscriptions import SubscriptionCreate, SubscriptionService
 from labhooks.storage import migrate, retention
 from labhooks.storage.database import Database
 from labhooks.storage.models import Delivery, DeliveryAttempt, Event, UTCDateTime, utcnow
 
-LABHOOKS = [sys.executable, "-m", "labhooks"]
-SECRET_KEY = "bench secret key"
 OLD_DAYS = 200  # the old history's age; everything older than RETENTION_DAYS goes
 RETENTION_DAYS = 90
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve_receiver(port: int, arrivals: Any) -> None:
-    """Answers 200 at once and reports (event id, wall-clock time of arrival) to the bench."""
-
-    async def ok(request: web.Request) -> web.Response:
-        body = await request.json()
-        arrivals.put((body["data"]["event_id"], time.time()))
-        return web.Response(text='{"ok":true}', content_type="application/json")
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", ok)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-@dataclass
-class Lab:
-    token: str
-    organization_id: str
-    device_id: str
-    channel_id: str
-    subscription_id: str
-
-
-async def set_up(database: Database, receiver_url: str) -> Lab:
-    """An organisation, its administrator's token, a device and a subscription to the receiver."""
-    passwords = Passwords()
-    async with database.session() as db:
-        root = await users.create_server_admin(db, "bench@example.org", "bench password", passwords)
-        assert root is not None
-        org = await organizations.create_organization(
-            db,
-            tokens.actor_for(root),
-            organizations.OrganizationCreate(name="Bench", webhooks_enabled=True),
-        )
-        boss = await users.create_user(
-            db,
-            tokens.actor_for(root),
-            users.UserCreate(
-                email="boss@example.org",
-                name="Boss",
-                password="bench password",
-                role=Role.ADMIN,
-                organization_id=org.id,
-            ),
-            passwords,
-        )
-        actor = tokens.actor_for(boss)
-        await target_urls.create_target_url(
-            db, actor, target_urls.TargetUrlCreate(url=receiver_url)
-        )
-        device = await devices.create_device(
-            db,
-            actor,
-            devices.DeviceCreate(
-                name="Balance",
-                channels=[
-                    devices.ChannelIn(
-                        key="weight", name="Weight", unit="g", trigger_events=["data_point.created"]
-                    )
-                ],
-            ),
-        )
-        channel_id = device.channels[0].id
-        subscription = await SubscriptionService(SecretBox(SECRET_KEY)).create(
-            db,
-            actor,
-            SubscriptionCreate.model_validate(
-                {
-                    "target_url": receiver_url + "in",
-                    "channels": [{"channel_id": channel_id, "events": ["data_point.created"]}],
-                }
-            ),
-        )
-        _, token = await tokens.create_token(db, boss, TokenScope.FULL, "bench")
-        return Lab(token, org.id, device.id, channel_id, subscription.id)
+async def analyze(database: Database) -> None:
+    """Statistics of the history just loaded, as a database that grew over months has them
+    (autovacuum gathers them as tables grow; it is off on some machines, this one included).
+    Without them PostgreSQL plans the purge's and the queue's statements as if the tables were
+    empty: sequential scans that made purge batches fifteen times slower."""
+    async with database.engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.exec_driver_sql("ANALYZE")
 
 
 async def build_history(database: Database, lab: Lab, events: int, per_delivery: int) -> None:
@@ -293,20 +217,9 @@ class Latencies:
         return event_id
 
 
-def collect(arrivals: Any, ids: list[str], published: dict[str, float]) -> dict[str, float]:
-    """Milliseconds from publishing to arrival of each of `ids`, waiting up to 60 s for all
-    (the receiver's reports are read here, with nothing else running in this process)."""
-    wanted, arrived = set(ids), dict[str, float]()
-    deadline = time.monotonic() + 60
-    while wanted - arrived.keys() and time.monotonic() < deadline:
-        try:
-            event_id, at = arrivals.get(timeout=1)
-        except Exception:  # queue.Empty: keep waiting until the deadline
-            continue
-        arrived[event_id] = at
-    missing = wanted - arrived.keys()
-    if missing:
-        raise RuntimeError(f"{len(missing)} of {len(wanted)} events never arrived")
+def collect(receiver: Receiver, ids: list[str], published: dict[str, float]) -> dict[str, float]:
+    """Milliseconds from publishing to arrival of each of `ids`, waiting up to 60 s for all."""
+    arrived = receiver.arrived(ids, timeout=60)
     return {i: (arrived[i] - published[i]) * 1000 for i in ids}
 
 
@@ -328,48 +241,19 @@ class History:
     build_s: float
 
 
-async def build(args: argparse.Namespace, url: str, receiver_port: int) -> History:
+async def build(args: argparse.Namespace, url: str, receiver_url: str) -> History:
     database = Database(url)
     try:
         await migrate.upgrade(database)
-        lab = await set_up(database, f"http://127.0.0.1:{receiver_port}/")
+        lab = await set_up(database, receiver_url)
         started = time.perf_counter()
         events = max(1, args.attempts // args.attempts_per_delivery)
         await build_history(database, lab, events, args.attempts_per_delivery)
+        await analyze(database)
         build_s = time.perf_counter() - started
         return History(lab, await count_attempts(database), build_s)
     finally:
         await database.dispose()
-
-
-@contextmanager
-def serving(url: str, folder: Path) -> Iterator[str]:
-    """`labhooks serve` (API and worker) on `url`, its own retention timer off; its base URL."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABHOOKS_")} | {
-        "LABHOOKS_DATABASE_URL": url,
-        "LABHOOKS_SECRET_KEY": SECRET_KEY,
-        "LABHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "LABHOOKS_RETENTION_DAYS": "0",  # this bench purges, at a moment it chooses
-    }
-    with (
-        (folder / "serve.log").open("w") as log,
-        subprocess.Popen(
-            [*LABHOOKS, "serve", "--port", str(port), "--no-migrate"],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        ) as server,
-    ):
-        try:
-            yield f"http://127.0.0.1:{port}"
-        except BaseException:
-            log.flush()
-            print((folder / "serve.log").read_text()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
 
 
 def purge_process(url: str, before: datetime, batch_size: int, pause: float, results: Any) -> None:
@@ -390,7 +274,7 @@ def purge_process(url: str, before: datetime, batch_size: int, pause: float, res
 
 
 async def phases(
-    args: argparse.Namespace, url: str, base: str, history: History, arrivals: Any
+    args: argparse.Namespace, url: str, base: str, history: History, receiver: Receiver
 ) -> Figures:
     """Publishing alone, then while the purge runs."""
     await wait_until_up(f"{base}/healthz")
@@ -398,7 +282,7 @@ async def phases(
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(args.seconds, stop.set)
     alone_ids = await latencies.publish_steadily(args.rate, stop)
-    alone = collect(arrivals, alone_ids, latencies.published)
+    alone = collect(receiver, alone_ids, latencies.published)
 
     before = retention.cutoff(utcnow(), RETENTION_DAYS)
     stop = asyncio.Event()
@@ -423,7 +307,7 @@ async def phases(
     purging = asyncio.create_task(purge_then_stop())
     phase_ids = await latencies.publish_steadily(args.rate, stop)
     purged, began, ended = await purging
-    during = collect(arrivals, phase_ids, latencies.published)
+    during = collect(receiver, phase_ids, latencies.published)
     # what was published while the purge ran (everything, if it ran too briefly)
     while_purging = [i for i in phase_ids if began <= latencies.published[i] <= ended]
     return Figures(
@@ -474,25 +358,16 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.05, help="seconds between batches")
     args = parser.parse_args()
 
-    arrivals: Any = multiprocessing.Queue()
-    receiver_port = free_port()
-    receiver = multiprocessing.Process(
-        target=serve_receiver, args=(receiver_port, arrivals), daemon=True
-    )
-    receiver.start()
-
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            url, name = asyncio.run(fresh_database(args.database, Path(folder)))
-            try:
-                history = asyncio.run(build(args, url, receiver_port))
-                with serving(url, Path(folder)) as base:
-                    figures = asyncio.run(phases(args, url, base, history, arrivals))
-            finally:
-                asyncio.run(drop_database(name))
-        report(args, figures)
-    finally:
-        receiver.terminate()
+    with Receiver() as receiver, tempfile.TemporaryDirectory() as folder:
+        url, name = asyncio.run(fresh_database(args.database, Path(folder)))
+        try:
+            history = asyncio.run(build(args, url, receiver.url))
+            # this bench purges, at a moment it chooses: the server's own timer is off
+            with serving(url, Path(folder)) as (base, _):
+                figures = asyncio.run(phases(args, url, base, history, receiver))
+        finally:
+            asyncio.run(drop_database(name))
+    report(args, figures)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ BY_MODULE = {
     "test_lab_rules_processes": "processes",
     "test_observability_processes": "processes",
     "test_cli": "processes",
+    "test_bench_smoke": "processes",
     "test_api_fuzz": "fuzz",
     "test_load": "load",
 }
@@ -49,6 +51,14 @@ def skip_or_fail(reason: str) -> None:
     """Skips a test that needs what this machine lacks; in CI, fails it."""
     if live.REQUIRE_POSTGRES:
         pytest.fail(f"{reason} (LABHOOKS_REQUIRE_POSTGRES=1, set by CI, makes this a failure)")
+    pytest.skip(reason)
+
+
+def skip_or_fail_without_redis(reason: str) -> None:
+    """Skips a test that needs Redis (the benchmark's Celery peer) where it is missing; in CI
+    (LABHOOKS_REQUIRE_REDIS=1), fails it."""
+    if os.environ.get("LABHOOKS_REQUIRE_REDIS") == "1":
+        pytest.fail(f"{reason} (LABHOOKS_REQUIRE_REDIS=1, set by CI, makes this a failure)")
     pytest.skip(reason)
 
 

@@ -76,9 +76,7 @@ def test_a_grant_withdrawn_elsewhere_stops_its_holders_subscription_at_once(
     assert wired.publish(wired.event())["deliveries_created"] == 0
 
 
-def test_only_what_publishing_reads_moves_the_revision(
-    wired: Wired, settings: Settings
-) -> None:
+def test_only_what_publishing_reads_moves_the_revision(wired: Wired, settings: Settings) -> None:
     """A device seen, a subscription failing: written all day, read by no publish."""
     subscription = wired.subscribe(wired.receiver.script(wired.path()))
     before = _revision(settings, wired.lab)
