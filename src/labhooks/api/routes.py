@@ -23,16 +23,19 @@ from labhooks.dependencies import State
 
 def api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
+    # The router tries routes in this order, one by one: the hottest paths first (publishing,
+    # and the caller a token stands for) save the busiest requests a hundred failed matches.
+    # No two modules' paths overlap, so the order changes nothing else.
     for module in (
-        organizations,
+        events,
         users,
+        organizations,
         tokens,
         target_urls,
         devices,
         lab_rules,
         subscriptions,
         deliveries,
-        events,
         audit,
     ):
         api.include_router(module.router)
