@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from multidict import CIMultiDict
 
 from tests.live import free_port
 
@@ -52,7 +53,7 @@ class Reply:
 @dataclass(frozen=True)
 class Received:
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # header names are case-insensitive, as HTTP says
     body: bytes
     at: float
 
@@ -116,7 +117,8 @@ class Receiver:
             reply = script[min(self._served[path], len(script) - 1)]
             self._served[path] += 1
             with self._arrived:
-                self.requests.append(Received(path, dict(request.headers), body, time.monotonic()))
+                headers = CIMultiDict(request.headers)
+                self.requests.append(Received(path, headers, body, time.monotonic()))
                 self._arrived.notify_all()
             if reply.delay:
                 await asyncio.sleep(reply.delay)

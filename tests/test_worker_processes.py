@@ -16,7 +16,7 @@ from labhooks.settings import Settings
 from tests import live, private_postgres
 from tests.api import new_lab
 from tests.conftest import first_server_admin, settings_for, skip_or_fail
-from tests.delivery_helpers import Wired, wire
+from tests.delivery_helpers import Wired, query, wire
 from tests.receiver import Receiver, Reply
 
 EVENTS = 300
@@ -112,6 +112,14 @@ def test_two_workers_share_the_queue_without_duplicates(
     assert all("worker started" in text for text in logs)
 
 
+def _listening(database_url: str) -> bool:
+    """A connection listens for new deliveries (only the worker's does)."""
+    statement = (
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %labhooks_deliveries%'"
+    )
+    return bool(query(database_url, statement)[0][0])
+
+
 def test_an_idle_worker_hears_new_deliveries_again_after_postgresql_restarts(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -133,6 +141,9 @@ def test_an_idle_worker_hears_new_deliveries_again_after_postgresql_restarts(
             with worker(environment, tmp_path / "worker.log"):
                 wired.publish(wired.event(1))
                 wired.receiver.wait_for(path, 1, timeout=30)
+                # the first event may go out by the worker's first claim: the restart must come
+                # once it listens, or there is no LISTEN connection to lose
+                live.wait_until(lambda: _listening(cluster.url), "the worker to LISTEN")
                 cluster.restart()
                 wired.publish(wired.event(2))
                 wired.receiver.wait_for(path, 2, timeout=30)
