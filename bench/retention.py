@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/retention.py [--attempts 1000000] [--seconds 20] [--rate 100]
         [--database postgresql|sqlite] [--attempts-per-delivery 4] [--batch-size 200]
-        [--pause 0.05]
+        [--pause 0.2]
 
 Builds a fresh database (PostgreSQL at LABHOOKS_TEST_POSTGRES_URL, default
 postgresql://postgres@127.0.0.1:5432/test, in a database of its own that is dropped at the end)
@@ -355,7 +355,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100, help="events published per second")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--batch-size", type=int, default=200, help="events per purge batch")
-    parser.add_argument("--pause", type=float, default=0.05, help="seconds between batches")
+    parser.add_argument("--pause", type=float, default=0.2, help="seconds between batches")
     args = parser.parse_args()
 
     with Receiver() as receiver, tempfile.TemporaryDirectory() as folder:
