@@ -4,6 +4,7 @@ layer, receivers in processes of their own, `labhooks` commands as processes, pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,28 @@ async def fresh_database(kind: str, folder: Path) -> tuple[str, str | None]:
     await connection.execute(f'CREATE DATABASE "{name}"')
     await connection.close()
     return POSTGRES.rsplit("/", 1)[0] + "/" + name, name
+
+
+@contextlib.asynccontextmanager
+async def autovacuum_on() -> AsyncIterator[bool]:
+    """PostgreSQL as production runs it: with autovacuum, which keeps the statistics the
+    queue's and the purge's plans rely on, and the dead rows of a busy queue in check. Some
+    machines (this one) turn it off; it is turned on for the run and the server's own setting
+    restored after. Yields whether it had to be turned on."""
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        was_off = await connection.fetchval("SHOW autovacuum") == "off"
+        if was_off:
+            await connection.execute("ALTER SYSTEM SET autovacuum = on")
+            await connection.execute("SELECT pg_reload_conf()")
+        try:
+            yield was_off
+        finally:
+            if was_off:
+                await connection.execute("ALTER SYSTEM RESET autovacuum")
+                await connection.execute("SELECT pg_reload_conf()")
+    finally:
+        await connection.close()
 
 
 async def drop_database(name: str | None) -> None:

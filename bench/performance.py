@@ -45,6 +45,7 @@ import argparse
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import hashlib
 import hmac
 import json
@@ -71,6 +72,7 @@ from common import (
     Lab,
     Receiver,
     add_device,
+    autovacuum_on,
     drop_database,
     fresh_database,
     labhooks_environment,
@@ -1238,10 +1240,16 @@ async def run(
         progress("baseline: Celery")
         results["baselines"]["celery"] = await celery_peer(fast, sizes.celery_tasks, folder)
         progress(f"baseline: Celery: {results['baselines']['celery']['per_s']:.0f}/s")
-    for name in args.setups:
-        results["setups"][name] = await run_setup(
-            SETUPS[name], args.scenarios, sizes, fast, slow, pool, folder
-        )
+    async with contextlib.AsyncExitStack() as stack:
+        if any(SETUPS[name].database == "postgresql" for name in args.setups):
+            turned_on = await stack.enter_async_context(autovacuum_on())
+            results["machine"]["postgresql_autovacuum_turned_on_for_the_run"] = turned_on
+            if turned_on:
+                progress("PostgreSQL: autovacuum was off; on for this run, as in production")
+        for name in args.setups:
+            results["setups"][name] = await run_setup(
+                SETUPS[name], args.scenarios, sizes, fast, slow, pool, folder
+            )
     results["machine"]["load_end"] = list(os.getloadavg())
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results
