@@ -230,6 +230,9 @@ class Worker:
 
     def hand_over(self, claimed: list[Claimed]) -> None:
         """Called as the publishing transaction commits (a session hook, on this loop)."""
+        if not self._accepting:  # stopping: they go out when their lease ends, by any worker
+            self._reserved -= len(claimed)
+            return
         handing = asyncio.get_running_loop().create_task(self._take(claimed))
         self._handing.add(handing)
         handing.add_done_callback(self._handing.discard)
