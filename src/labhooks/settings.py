@@ -100,7 +100,6 @@ class Settings(BaseSettings):
     )
     retention_pause: float = Field(
         0.2,  # bench/retention.py: 0.05 purged twice as fast and cost delivery a 2 s p99
-
         ge=0,
         description="Seconds a purge rests between batches, leaving the database to delivery",
     )
