@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 
 from labhooks.settings import Settings
+from tests import live
 from tests.api import Lab
 from tests.delivery_helpers import Wired, query, run_sql, wire
-from tests.receiver import Receiver
+from tests.receiver import Receiver, Reply
 
 
 @pytest.fixture
@@ -94,3 +95,26 @@ def test_only_what_publishing_reads_moves_the_revision(wired: Wired, settings: S
 
     wired.admin.ok("PATCH", f"/devices/{wired.device['id']}", {"name": "Balance renamed"})
     assert _revision(settings, wired.lab) > before
+
+
+def test_a_target_starting_to_fail_moves_nothing_publishing_keeps(
+    wired: Wired, settings: Settings
+) -> None:
+    """The worker's failing-streak bookkeeping is not a change of the subscription: neither
+    its version nor the organisation's publishing revision moves."""
+    subscription = wired.subscribe(wired.receiver.script(wired.path(), Reply(status=500)))
+    before = _revision(settings, wired.lab)
+    wired.publish(wired.event())
+    live.wait_until(
+        lambda: bool(
+            query(
+                settings.database_url,
+                "SELECT failing_since FROM webhook_subscriptions WHERE id = :id",
+                id=subscription["id"],
+            )[0][0]
+        ),
+        "the subscription's failing streak to start",
+    )
+    assert _revision(settings, wired.lab) == before
+    now = wired.admin.ok("GET", f"/webhook-subscriptions/{subscription['id']}")
+    assert now["updated_at"] == subscription["updated_at"]

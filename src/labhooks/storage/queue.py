@@ -608,13 +608,17 @@ _WRITE_BACK = (
     .execution_options(synchronize_session=False)
 )
 _WRITE_BACK_ENDING = _WRITE_BACK.returning(Delivery.id)  # tells whether it was this write
+# A failing streak is the queue's bookkeeping, not a change of the subscription: its updated_at
+# (the version workers and publishers keep copies by) stays, or every target that starts or
+# stops failing would make them load it again.
+_UNCHANGED_VERSION = {"updated_at": WebhookSubscription.updated_at}
 _STREAK_ENDED = (
     update(WebhookSubscription)
     .where(
         WebhookSubscription.id.in_(bindparam("ids", expanding=True)),
         WebhookSubscription.failing_since.is_not(None),
     )
-    .values(failing_since=None)
+    .values(failing_since=None, **_UNCHANGED_VERSION)
 )
 
 
@@ -676,7 +680,7 @@ async def _track_failures(
         await connection.execute(
             update(table)
             .where(table.id.in_(failing), table.failing_since.is_(None))
-            .values(failing_since=now)
+            .values(failing_since=now, **_UNCHANGED_VERSION)
         )
         deactivated = await connection.execute(
             update(table)

@@ -19,9 +19,10 @@ down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# table → the columns whose change matters to publishing (None: any insert, update or delete);
-# an update of another column (a device's last_seen_at, the deliveries' bookkeeping) does not
-# move the revision, or publishing would reload what it caches after every event
+# table → the columns whose change of value matters to publishing (None: any insert, update or
+# delete); an update of another column (a device's last_seen_at, a subscription's failing
+# streak) does not move the revision, or publishing would reload what it caches after every
+# event, and every time a target starts or stops failing
 WATCHED: dict[str, tuple[str, ...] | None] = {
     "devices": ("name", "heartbeat_s", "organization_id"),
     "channels": (
@@ -58,18 +59,31 @@ def _organization(table: str, row: str) -> str:
     return ORGANIZATION_OF.get(table, "{row}.organization_id").format(row=row)
 
 
+def _when_changed(table: str, postgresql: bool) -> str:
+    """The WHEN clause under which an update of `table` moves the revision: a watched column's
+    value changed (naming it in SET is not enough: writers set columns to what they were).
+    PostgreSQL compares as text: its json type has no equality."""
+    columns = WATCHED[table]
+    if columns is None:
+        return ""
+    if postgresql:
+        differs = [f"OLD.{c}::text IS DISTINCT FROM NEW.{c}::text" for c in columns]
+        return f"WHEN ({' OR '.join(differs)}) "
+    return f"WHEN {' OR '.join(f'OLD.{c} IS NOT NEW.{c}' for c in columns)} "
+
+
 def _sqlite_triggers() -> list[str]:
     statements = []
-    for table, columns in WATCHED.items():
+    for table in WATCHED:
         old, new = _organization(table, "OLD"), _organization(table, "NEW")
-        update = "UPDATE" + (f" OF {', '.join(columns)}" if columns else "")
         if table != "users":  # a new person has no grants and no subscriptions yet
             statements.append(
                 f"CREATE TRIGGER trg_{table}_revision_insert AFTER INSERT ON {table} "
                 f"BEGIN {BUMP.format(org=new)} END"
             )
         statements.append(
-            f"CREATE TRIGGER trg_{table}_revision_update AFTER {update} ON {table} "
+            f"CREATE TRIGGER trg_{table}_revision_update AFTER UPDATE ON {table} "
+            f"{_when_changed(table, postgresql=False)}"
             f"BEGIN {BUMP.format(org=old)} {BUMP.format(org=new)} END"
         )
         statements.append(
@@ -81,7 +95,7 @@ def _sqlite_triggers() -> list[str]:
 
 def _postgresql_triggers() -> list[str]:
     statements = []
-    for table, columns in WATCHED.items():
+    for table in WATCHED:
         old, new = _organization(table, "OLD"), _organization(table, "NEW")
         function = f"labhooks_{table}_revision"
         statements.append(
@@ -90,11 +104,16 @@ def _postgresql_triggers() -> list[str]:
             f"IF TG_OP <> 'DELETE' THEN {BUMP.format(org=new)} END IF; "
             "RETURN NULL; END $$"
         )
-        update = "UPDATE" + (f" OF {', '.join(columns)}" if columns else "")
-        events = f"{update} OR DELETE" if table == "users" else f"INSERT OR {update} OR DELETE"
+        # a WHEN that reads OLD and NEW is for UPDATE alone: inserts and deletes have their own
+        events = "DELETE" if table == "users" else "INSERT OR DELETE"
         statements.append(
             f"CREATE TRIGGER trg_{table}_revision AFTER {events} ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+        )
+        statements.append(
+            f"CREATE TRIGGER trg_{table}_revision_update AFTER UPDATE ON {table} "
+            f"FOR EACH ROW {_when_changed(table, postgresql=True)}"
+            f"EXECUTE FUNCTION {function}()"
         )
     return statements
 
@@ -114,6 +133,7 @@ def downgrade() -> None:
     for table in WATCHED:
         if postgresql:
             op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_revision ON {table}")
+            op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_revision_update ON {table}")
             op.execute(f"DROP FUNCTION IF EXISTS labhooks_{table}_revision()")
         else:
             for when in ("insert", "update", "delete"):
