@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from labhooks.domain.errors import Duplicate
 from labhooks.storage.database import Database
@@ -76,3 +76,35 @@ def test_passwords_cost_what_settings_say_and_old_hashes_are_redone_at_login(url
     before, after = asyncio.run(log_in_later())
     assert "m=8,t=1,p=1" in before and "m=19456,t=2,p=1" in after
     assert production.verify(after, "a password") and not production.verify(None, "a password")
+
+
+def test_a_transaction_keeps_all_its_writes_or_none(url: str) -> None:
+    """What a session rolls back is gone, whether it ended by choice or on an error after
+    other writes, and what it commits stays: SQLite's driver adapter skips the round trip of
+    a rollback only when nothing is left to roll back."""
+
+    def org(name: str) -> dict[str, str]:
+        return {"id": f"org_{name}", "name": name}
+
+    async def scenario() -> list[str]:
+        database = Database(url)
+        try:
+            async with database.session() as db:  # rolled back by choice
+                await db.execute(insert(Organization), [org("dropped")])
+                await db.execute(select(Organization.id))
+                await db.rollback()
+            with pytest.raises(Duplicate):  # one write, then one the database refuses
+                async with database.session() as db:
+                    await db.execute(insert(Organization), [org("lost")])
+                    await db.execute(insert(Organization), [org("lost") | {"id": "org_2"}])
+            async with database.session() as db:  # many rows in one statement, kept
+                await db.execute(insert(Organization), [org("kept"), org("also kept")])
+                await db.commit()
+            async with database.session() as db:  # left without committing
+                await db.execute(insert(Organization), [org("abandoned")])
+            async with database.session() as db:
+                return list((await db.scalars(select(Organization.name))).all())
+        finally:
+            await database.dispose()
+
+    assert sorted(asyncio.run(scenario())) == ["also kept", "kept"]

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from labhooks.domain.errors import Duplicate
 from labhooks.signals import Signal
+from labhooks.storage.sqlite_driver import OneHopDbapi
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -62,7 +63,11 @@ def create_engine(database_url: str) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         _private_file(url.database)
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=orjson.loads
+            url,
+            module=OneHopDbapi(),
+            connect_args={"timeout": 30},
+            json_serializer=_json,
+            json_deserializer=orjson.loads,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
