@@ -40,6 +40,30 @@ def test_malformed_json_is_a_400_naming_the_body(lab: Lab) -> None:
     assert problem_fields(response) == {"body": "The request body is not valid JSON."}
 
 
+def test_publishing_reads_a_body_as_every_other_route_does(lab: Lab) -> None:
+    """POST /events reads its body itself (api/deps.py, LEAN); bodies that do not parse get the
+    answers FastAPI gives the other routes, a 4xx naming the body, never a 500."""
+
+    def publish(body: bytes, content_type: str | None = "application/json") -> httpx.Response:
+        headers = {"content-type": content_type} if content_type else {}
+        return lab.admin.request("POST", "/events", content=body, headers=headers)
+
+    assert problem_fields(publish(b'{"device_id": ')) == {
+        "body": "The request body is not valid JSON."
+    }
+    for unreadable in (b'{"device_id": "\xff\xfe"}', b"[" * 5_000):
+        answer = publish(unreadable)
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+    for not_json in (publish(b"{}", "text/plain"), publish(b"{}", None), publish(b"")):
+        assert not_json.status_code == 422
+        assert set(problem_fields(not_json)) == {"body"}
+    vendor_json = publish(
+        b'{"device_id": "dev_x", "type": "data_point.created"}', "application/vnd.lab+json"
+    )
+    assert set(problem_fields(vendor_json)) == {"device_id"}  # read: an unknown device
+
+
 def test_missing_fields_are_named(lab: Lab) -> None:
     response = lab.admin.post("/webhook-subscriptions", {})
     assert response.status_code == 422

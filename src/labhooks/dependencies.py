@@ -36,16 +36,19 @@ class AppState:
     waiters: Waiters
 
 
-async def _state(request: Request) -> AppState:
-    # async, though it awaits nothing: FastAPI runs a plain function in a thread pool, a
-    # thread hop on every request for an attribute read
+def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.labhooks
     return state
 
 
+async def _state(request: Request) -> AppState:
+    # async, though it awaits nothing: FastAPI runs a plain function in a thread pool, a
+    # thread hop on every request for an attribute read
+    return app_state(request)
+
+
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    state: AppState = request.app.state.labhooks
-    async with state.database.session() as session:
+    async with app_state(request).database.session() as session:
         yield session
 
 

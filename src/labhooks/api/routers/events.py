@@ -6,12 +6,13 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from labhooks.api.deps import Publisher
+from labhooks.api.deps import LEAN, Publisher, bearer_actor, json_body, json_response
 from labhooks.api.routers.deliveries import DeliveryPublic
-from labhooks.dependencies import DbSession, State
+from labhooks.dependencies import AppState, DbSession, app_state
 from labhooks.domain.errors import InvalidInput, field_errors_from_pydantic
 from labhooks.domain.people import Actor
 from labhooks.observability import logs, metrics
@@ -82,33 +83,35 @@ def _parse(body: Any) -> tuple[list[EventIn], bool]:
     "/events",
     status_code=202,
     response_model=PublishedOut,
-    openapi_extra={
+    openapi_extra=LEAN
+    | {
         "requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}, "required": True}
     },
 )
 async def publish_events(
-    state: State,
-    db: DbSession,
-    actor: Publisher,
-    body: Annotated[Any, Body()],
+    request: Request,
     wait: Annotated[
         float | None,
         Query(gt=0, le=service.MAX_WAIT_S, description="Seconds to wait for targets' answers"),
     ] = None,
-) -> object:
+) -> Response:
     """Publish one event or a batch of up to 1,000; all are queued or none.
 
     With `wait`, answers with each matching subscription's first-attempt status and JSON answer
     (or `timed_out`) within that many seconds.
     """
-    events, indexed = _parse(body)
-    with state.waiters.seat() if wait is not None else contextlib.nullcontext():
-        return await _publish(state, db, actor, events, indexed, wait)
+    state = app_state(request)
+    async with state.database.session() as db:
+        actor = await bearer_actor(db, request)
+        events, indexed = _parse(await json_body(request))
+        with state.waiters.seat() if wait is not None else contextlib.nullcontext():
+            published = await _publish(state, db, actor, events, indexed, wait)
+    return json_response(published, 202)
 
 
 async def _publish(
-    state: State,
-    db: DbSession,
+    state: AppState,
+    db: AsyncSession,
     actor: Actor,
     events: list[EventIn],
     indexed: bool,

@@ -5,8 +5,17 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from labhooks.api.deps import CurrentActor, PageOut, Paging, page_out
-from labhooks.dependencies import DbSession, State
+from labhooks.api.deps import (
+    LEAN,
+    CurrentActor,
+    PageOut,
+    Paging,
+    bearer_actor,
+    json_response,
+    page_out,
+    require_full_scope,
+)
+from labhooks.dependencies import DbSession, State, app_state
 from labhooks.domain.people import TokenScope
 from labhooks.services import tokens, users
 from labhooks.services.tokens import TokenCreate
@@ -62,9 +71,12 @@ async def delete_user(db: DbSession, actor: CurrentActor, user_id: str) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=UserPublic)
-async def me(db: DbSession, actor: CurrentActor) -> object:
-    return await users.load_user(db, actor, actor.user_id)
+@router.get("/me", response_model=UserPublic, openapi_extra=LEAN)
+async def me(request: Request) -> Response:
+    async with app_state(request).database.session() as db:
+        actor = require_full_scope(await bearer_actor(db, request))
+        user = await users.load_user(db, actor, actor.user_id)
+        return json_response(UserPublic.model_validate(user, from_attributes=True))
 
 
 @router.post("/tokens", status_code=201, response_model=TokenPublic)
