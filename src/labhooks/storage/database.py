@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -75,12 +81,22 @@ def create_engine(database_url: str) -> AsyncEngine:
             url,
             pool_size=10,
             max_overflow=20,
-            pool_pre_ping=True,
             json_serializer=_json,
             json_deserializer=orjson.loads,
         )
+        event.listen(engine.sync_engine, "checkout", _closed_by_the_server)
     event.listen(engine.sync_engine, "handle_error", _translated)
     return engine
+
+
+def _closed_by_the_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server closed (a restart, an administrator) is replaced as it is
+    checked out, so the first request after a restart works. asyncpg sees the close as it
+    happens; SQLAlchemy's pool_pre_ping would ask the server instead, three round trips (BEGIN,
+    a ping, ROLLBACK) before every transaction, more than many transactions here cost. A
+    connection lost without a word fails its statement, which invalidates the pool."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
