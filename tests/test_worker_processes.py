@@ -112,12 +112,46 @@ def test_two_workers_share_the_queue_without_duplicates(
     assert all("worker started" in text for text in logs)
 
 
-def _listening(database_url: str) -> bool:
-    """A connection listens for new deliveries (only the worker's does)."""
+def _connections(database_url: str, doing: str) -> int:
+    """How many connections to this database last ran a statement like `doing`."""
     statement = (
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %labhooks_deliveries%'"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        f"AND pid <> pg_backend_pid() AND query LIKE '{doing}'"
     )
-    return bool(query(database_url, statement)[0][0])
+    return int(query(database_url, statement)[0][0])
+
+
+def _listening(database_url: str) -> bool:
+    """A connection listens for new deliveries (only a worker's does)."""
+    return _connections(database_url, "LISTEN %labhooks_deliveries%") > 0
+
+
+def test_one_worker_at_a_time_listens_and_another_takes_over(
+    queue_only: tuple[Wired, dict[str, str]], tmp_path: Path
+) -> None:
+    """Two workers, polling set to an hour: one listens, the other waits for its turn and gets
+    it when the first is killed; the event published then arrives by its NOTIFY alone."""
+    wired, environment = queue_only
+    environment = environment | {"LABHOOKS_POLL_INTERVAL": "3600"}
+    url = environment["LABHOOKS_DATABASE_URL"]
+    path = wired.path()
+    wired.subscribe(wired.receiver.script(path, Reply()))
+
+    def listening_and_waiting() -> tuple[int, int]:
+        listens = _connections(url, "LISTEN %labhooks_deliveries%")
+        return listens, _connections(url, "%pg_try_advisory_lock%")
+
+    with worker(environment, tmp_path / "first.log") as first:
+        live.wait_until(lambda: listening_and_waiting() == (1, 0), "the first worker to listen")
+        with worker(environment, tmp_path / "second.log"):
+            live.wait_until(
+                lambda: listening_and_waiting() == (1, 1), "the second to wait for its turn"
+            )
+            first.kill()
+            first.wait()
+            live.wait_until(lambda: listening_and_waiting() == (1, 0), "the second to listen")
+            wired.publish(wired.event(1))
+            wired.receiver.wait_for(path, 1, timeout=30)
 
 
 def test_an_idle_worker_hears_new_deliveries_again_after_postgresql_restarts(

@@ -580,8 +580,9 @@ class DeliveryQueue:
             self.database.enqueued.set()  # this process's workers; NOTIFY woke the others
 
     def listening(self, enqueued: Signal) -> contextlib.AbstractAsyncContextManager[None]:
-        """While inside, NOTIFY from other processes sets `enqueued` (PostgreSQL only)."""
-        return notify.listening(self.database, {notify.DELIVERIES: enqueued})
+        """While inside, NOTIFY from other processes sets `enqueued` (PostgreSQL only), in one
+        worker process at a time (storage.notify)."""
+        return notify.listening(self.database, {notify.DELIVERIES: enqueued}, one_at_a_time=True)
 
 
 _INSERT_ATTEMPTS = insert(DeliveryAttempt)

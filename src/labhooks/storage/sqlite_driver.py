@@ -4,8 +4,9 @@ aiosqlite runs each call on the connection's own thread and wakes the event loop
 answer. SQLAlchemy's adapter makes four such calls for every SELECT (make a cursor, execute,
 fetch all, close) and three for every write; each costs about 100 µs of handing over and GIL
 contention, twenty times what SQLite spends on a typical labhooks statement. This adapter does
-the four in one call on that thread, with the same sqlite3 connection and the same results; the
-rest (connecting, commit, rollback, errors, server-side cursors) is SQLAlchemy's own."""
+the four in one call on that thread, with the same sqlite3 connection and the same results, and
+skips the call of a commit or rollback with no transaction to end. The rest (connecting, errors,
+server-side cursors) is SQLAlchemy's own."""
 
 from __future__ import annotations
 
