@@ -64,6 +64,21 @@ def test_publishing_reads_a_body_as_every_other_route_does(lab: Lab) -> None:
     assert set(problem_fields(vendor_json)) == {"device_id"}  # read: an unknown device
 
 
+def test_every_route_reads_the_bearer_token_alike(lab: Lab) -> None:
+    """The busiest routes read the Authorization header themselves (api/deps.py, LEAN): the same
+    spellings work there as on the routes FastAPI's HTTPBearer reads it for."""
+    token = lab.admin.token
+    for spelling in (f"Bearer {token}", f"bearer {token}", f"Bearer  {token}"):
+        headers = {"Authorization": spelling}
+        for path in ("/me", "/devices"):
+            assert lab.admin.as_(None).get(path, headers=headers).status_code == 200, spelling
+    for refused in ("", "Bearer", f"Basic {token}", token):
+        for path in ("/me", "/devices"):
+            answer = lab.admin.as_(None).get(path, headers={"Authorization": refused})
+            assert answer.status_code == 401, (path, refused)
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
 def test_missing_fields_are_named(lab: Lab) -> None:
     response = lab.admin.post("/webhook-subscriptions", {})
     assert response.status_code == 422

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from labhooks.domain.errors import Duplicate
 from labhooks.storage.database import Database
@@ -108,3 +109,19 @@ def test_a_transaction_keeps_all_its_writes_or_none(url: str) -> None:
             await database.dispose()
 
     assert sorted(asyncio.run(scenario())) == ["also kept", "kept"]
+
+
+def test_rows_can_be_fetched_a_few_at_a_time(url: str) -> None:
+    """Result.fetchmany() without a size asks the DB-API cursor's arraysize (1 by default), which
+    SQLite's driver adapter keeps itself (storage/sqlite_driver.py)."""
+
+    async def fetch() -> tuple[list[Any], list[Any]]:
+        database = Database(url)
+        try:
+            async with database.engine.connect() as connection:
+                result = await connection.execute(text("SELECT 1 UNION ALL SELECT 2"))
+                return list(result.fetchmany()), list(result.fetchall())
+        finally:
+            await database.dispose()
+
+    assert asyncio.run(fetch()) == ([(1,)], [(2,)])

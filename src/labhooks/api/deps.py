@@ -46,6 +46,7 @@ async def bearer_actor(db: AsyncSession, request: Request) -> Actor:
     """The caller of a route that resolves it itself (the busiest routes, see `LEAN`): the
     same token, read the way HTTPBearer reads it, and the same errors as `Publisher`."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _no_token()
     return await authenticate(db, token)

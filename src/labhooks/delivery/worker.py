@@ -116,7 +116,11 @@ class Worker:
         database = self.queue.database
         if self._takes_handoffs:
             database.local_worker, self._accepting = self, True
-        async with self.queue.listening(self.enqueued):
+        # The LISTEN connection goes as soon as claiming stops, not after the drain below: on
+        # PostgreSQL it holds the turn to listen (storage.notify), which another worker takes.
+        listening = contextlib.AsyncExitStack()
+        async with listening:
+            await listening.enter_async_context(self.queue.listening(self.enqueued))
             writer = asyncio.create_task(self._write_loop(claiming_done))
             beating = asyncio.create_task(self._heartbeat(stop))
             log.info(
@@ -127,6 +131,7 @@ class Worker:
             try:
                 await self._claim_loop(stop)
             finally:
+                await listening.aclose()
                 self._accepting = False
                 if database.local_worker is self:
                     database.local_worker = None

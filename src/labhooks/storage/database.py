@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -84,19 +85,36 @@ def create_engine(database_url: str) -> AsyncEngine:
             json_serializer=_json,
             json_deserializer=orjson.loads,
         )
-        event.listen(engine.sync_engine, "checkout", _closed_by_the_server)
+        event.listen(engine.sync_engine, "checkout", _still_connected)
+        event.listen(engine.sync_engine, "checkin", _note_idle_since)
     event.listen(engine.sync_engine, "handle_error", _translated)
     return engine
 
 
-def _closed_by_the_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+IDLE_PING_S = 30.0  # a pooled connection idle longer is asked whether it still works
+
+
+def _still_connected(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     """A pooled connection the server closed (a restart, an administrator) is replaced as it is
-    checked out, so the first request after a restart works. asyncpg sees the close as it
-    happens; SQLAlchemy's pool_pre_ping would ask the server instead, three round trips (BEGIN,
-    a ping, ROLLBACK) before every transaction, more than many transactions here cost. A
-    connection lost without a word fails its statement, which invalidates the pool."""
+    checked out, so the first request after a restart works: asyncpg sees the close as it
+    happens. One idle for a while is pinged too, as a firewall may have dropped it without a
+    word. SQLAlchemy's pool_pre_ping would ping before every transaction, three round trips on
+    asyncpg (BEGIN, a ping, ROLLBACK), more than many labhooks transactions cost in all."""
     if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("the server closed this connection")
+    idle_since = record.info.get(_IDLE_SINCE)
+    if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_S:
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # whatever the driver says, the connection is not usable
+            raise DisconnectionError(f"a pooled connection did not answer: {exc}") from exc
+
+
+def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+_IDLE_SINCE = "labhooks.idle_since"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

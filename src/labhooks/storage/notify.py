@@ -9,7 +9,10 @@ events all would claim and all but one would find nothing, which costs them and 
 as much as the claim that finds the delivery. The others poll (`LABHOOKS_POLL_INTERVAL`), which
 is enough: a worker that claims a full batch claims again at once, so a backlog one worker
 cannot keep up with is shared within a poll. When the listening worker stops or dies, its
-connection goes, the lock with it, and another worker takes its turn within a second."""
+connection goes, the lock with it, and another worker takes its turn within a second; a worker
+stopping gives it up as it stops claiming, and the server drops the connection of one gone
+silent (TCP keepalives) within about 25 s. Meanwhile, and while the listening worker is busy,
+the others' polls find what is waiting."""
 
 from __future__ import annotations
 
@@ -32,6 +35,13 @@ LISTEN_RETRY_S = (0.5, 1, 2, 5, 10)  # backoff while the LISTEN connection canno
 NOTIFY = text("SELECT pg_notify(:channel, '')")  # built once: every publish and record runs it
 LISTENER_LOCK = 0x6C6862_01  # the advisory lock key of the worker listening for deliveries
 TURN_RETRY_S = 1.0  # how often a worker waiting for its turn to listen asks again
+# The server drops a LISTEN connection whose client went silent (a machine gone, a cable cut)
+# after about 25 s instead of the system's two hours: with it goes the turn to listen.
+_KEEPALIVES = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
 
 
 async def wake(session: AsyncSession) -> None:
@@ -77,7 +87,7 @@ async def _listen(database: Database, signals: dict[str, Signal], one_at_a_time:
         connection = None
         lost = asyncio.Event()
         try:
-            connection = await asyncpg.connect(url)
+            connection = await asyncpg.connect(url, server_settings=_KEEPALIVES)
             connection.add_termination_listener(lambda _, lost=lost: lost.set())
             if one_at_a_time:
                 await _wait_for_turn(connection)

@@ -51,7 +51,7 @@ def _executemany(connection: sqlite3.Connection, operation: str, parameters: Any
 class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A DB-API cursor holding one statement's whole outcome: no aiosqlite cursor behind it."""
 
-    __slots__ = ("_outcome",)
+    __slots__ = ("_arraysize", "_outcome")
 
     def __init__(self, adapt_connection: Any) -> None:  # not the base's: it makes a cursor
         self._adapt_connection = adapt_connection
@@ -59,6 +59,15 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
         self._outcome: _Outcome = (None, -1, None, [], False)
+        self._arraysize = 1  # DB-API's default; the base reads its aiosqlite cursor's
+
+    @property
+    def arraysize(self) -> int:
+        return self._arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._arraysize = value
 
     @property
     def description(self) -> Any:

@@ -101,9 +101,10 @@ async def publish_events(
     (or `timed_out`) within that many seconds.
     """
     state = app_state(request)
+    body = await json_body(request)  # before a connection is taken, as FastAPI reads a Body()
     async with state.database.session() as db:
         actor = await bearer_actor(db, request)
-        events, indexed = _parse(await json_body(request))
+        events, indexed = _parse(body)
         with state.waiters.seat() if wait is not None else contextlib.nullcontext():
             published = await _publish(state, db, actor, events, indexed, wait)
     return json_response(published, 202)
