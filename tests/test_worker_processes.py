@@ -112,18 +112,20 @@ def test_two_workers_share_the_queue_without_duplicates(
     assert all("worker started" in text for text in logs)
 
 
+LISTEN_FOR_DELIVERIES = "LISTEN %labhooks_deliveries%"  # only a worker's connection does
+
+
 def _connections(database_url: str, doing: str) -> int:
-    """How many connections to this database last ran a statement like `doing`."""
+    """How many other connections to this database last ran a statement like `doing`."""
     statement = (
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        f"AND pid <> pg_backend_pid() AND query LIKE '{doing}'"
+        "AND pid <> pg_backend_pid() AND query LIKE :doing"
     )
-    return int(query(database_url, statement)[0][0])
+    return int(query(database_url, statement, doing=doing)[0][0])
 
 
 def _listening(database_url: str) -> bool:
-    """A connection listens for new deliveries (only a worker's does)."""
-    return _connections(database_url, "LISTEN %labhooks_deliveries%") > 0
+    return _connections(database_url, LISTEN_FOR_DELIVERIES) > 0
 
 
 def test_one_worker_at_a_time_listens_and_another_takes_over(
@@ -138,8 +140,7 @@ def test_one_worker_at_a_time_listens_and_another_takes_over(
     wired.subscribe(wired.receiver.script(path, Reply()))
 
     def listening_and_waiting() -> tuple[int, int]:
-        listens = _connections(url, "LISTEN %labhooks_deliveries%")
-        return listens, _connections(url, "%pg_try_advisory_lock%")
+        return _connections(url, LISTEN_FOR_DELIVERIES), _connections(url, "%pg_try_advisory_lock%")
 
     with worker(environment, tmp_path / "first.log") as first:
         live.wait_until(lambda: listening_and_waiting() == (1, 0), "the first worker to listen")

@@ -42,8 +42,7 @@ def _executemany(connection: sqlite3.Connection, operation: str, parameters: Any
     cursor = connection.cursor()
     try:
         cursor.executemany(operation, parameters)
-        lastrowid = cursor.lastrowid
-        return cursor.description, cursor.rowcount, lastrowid, [], connection.in_transaction
+        return cursor.description, cursor.rowcount, cursor.lastrowid, [], connection.in_transaction
     finally:
         cursor.close()
 
